@@ -1,0 +1,53 @@
+"""Liveness and readiness probes: no authentication."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.responses import JSONResponse, Response
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: Literal["ok", "unreachable", "migrations_pending"]
+
+
+@router.get("/healthz", summary="The process is alive (no database)")
+async def healthz() -> Health:
+    """The process is alive (no database)."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="The database is reachable and migrations are at head",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready"}},
+)
+async def readyz(request: Request) -> Response:
+    """The database is reachable and migrations are at head."""
+    database = request.app.state.database
+    expected: list[str] = request.app.state.migration_ids
+    try:
+        async with database.pool.connection(timeout=2.0) as conn:
+            cursor = await conn.execute(
+                "select count(distinct migration_id) from _yoyo_migration"
+                " where migration_id = any(%s)",
+                (expected,),
+            )
+            row = await cursor.fetchone()
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        body = Readiness(status="unavailable", database="unreachable")
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
+    if row is None or row[0] != len(expected):
+        body = Readiness(status="unavailable", database="migrations_pending")
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(Readiness(status="ready", database="ok").model_dump())

@@ -1,0 +1,230 @@
+"""The `todo-api` command: dev, serve, migrate, token, check."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import psycopg
+from pydantic import SecretStr, ValidationError
+
+from todo_api import migrations
+from todo_api.config import DatabaseSettings, Settings, describe_validation_error
+from todo_api.safety import inspect_database
+from todo_api.startup import StartupRefused, verify_database
+
+DATA_DIR = Path(".data")
+DEV_SECRET_FILE = DATA_DIR / "dev-secret"
+DEMO_USER = "demo-user"
+SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"todo-api: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _load(factory: Callable[[], SettingsT]) -> SettingsT:
+    try:
+        return factory()
+    except ValidationError as exc:
+        _fail(describe_validation_error(exc), 2)
+    except ValueError as exc:  # pragma: no cover - pydantic wraps these, but be safe
+        _fail(f"invalid configuration: {exc}", 2)
+
+
+def _run_server(factory: str, host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+        server_header=False,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from todo_api.log import configure_logging
+
+    settings = _load(Settings)  # type: ignore[arg-type]
+    configure_logging(settings.log_level)
+    try:
+        verify_database(settings)
+    except StartupRefused as exc:
+        _fail(f"refusing to serve: {exc}")
+    _run_server(
+        "todo_api.main:app_from_env", args.host, args.port, args.workers, settings.log_level
+    )
+
+
+def _dev_secret() -> str:
+    if DEV_SECRET_FILE.is_file():
+        return DEV_SECRET_FILE.read_text(encoding="utf-8").strip()
+    value = secrets.token_urlsafe(48)
+    DEV_SECRET_FILE.write_text(value + "\n", encoding="utf-8")
+    DEV_SECRET_FILE.chmod(0o600)
+    return value
+
+
+def _stop_on_sigterm() -> None:
+    # uvicorn restores this handler and re-raises SIGTERM after a graceful shutdown: exiting
+    # through SystemExit lets the `finally` below stop the embedded Postgres.
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from todo_api.embedded import EmbeddedPostgres
+    from todo_api.security.minting import mint_token
+
+    DATA_DIR.mkdir(exist_ok=True)
+    (DATA_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
+    _stop_on_sigterm()
+    postgres = EmbeddedPostgres(DATA_DIR / "postgres")
+    try:
+        url = postgres.start(database="todo")
+        os.environ["DATABASE_URL"] = url
+        os.environ["BETTER_AUTH_SECRET"] = _dev_secret()
+        os.environ.setdefault("LOG_LEVEL", "INFO")
+        settings = _load(Settings)  # type: ignore[arg-type]
+        applied = migrations.apply(url)
+        try:
+            verify_database(settings, wait_seconds=5)
+        except StartupRefused as exc:
+            _fail(f"refusing to serve: {exc}")
+        token = mint_token(
+            SecretStr(os.environ["BETTER_AUTH_SECRET"]),
+            DEMO_USER,
+            email="demo@example.com",
+            name="Demo User",
+            ttl_seconds=24 * 3600,
+        )
+        base = f"http://127.0.0.1:{args.port}"
+        print(
+            f"todo-api dev: embedded PostgreSQL in {DATA_DIR / 'postgres'}"
+            f" ({len(applied)} migrations applied)\n"
+            f"  API     {base}   docs {base}/docs\n"
+            f"  token   (user {DEMO_USER}, valid 24 h)\n{token}\n"
+            f"  try     curl -s -H 'Authorization: Bearer {token}' {base}/api/tasks\n"
+            f"          curl -s -X POST -H 'Authorization: Bearer {token}'"
+            f" -H 'Content-Type: application/json' -d '{{\"title\": \"Try todo-api\"}}'"
+            f" {base}/api/tasks\n",
+            flush=True,
+        )
+        from todo_api.log import configure_logging
+
+        configure_logging(settings.log_level)
+        _run_server("todo_api.main:app_from_env", "127.0.0.1", args.port, 1, settings.log_level)
+    finally:
+        postgres.stop()
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    url = _load(DatabaseSettings).database_url.get_secret_value()  # type: ignore[arg-type]
+    try:
+        if args.action == "apply":
+            applied = migrations.apply(url)
+            print("applied: " + (", ".join(applied) if applied else "nothing (already at head)"))
+        elif args.action == "rollback":
+            undone = migrations.rollback(url, everything=args.all)
+            print("rolled back: " + (", ".join(undone) if undone else "nothing"))
+        else:
+            for item in migrations.status(url):
+                print(f"{'applied' if item.applied else 'pending'}  {item.id}")
+    except psycopg.OperationalError:
+        _fail("database unreachable: cannot connect with DATABASE_URL")
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from todo_api.security.minting import mint_token
+
+    raw = os.environ.get("BETTER_AUTH_SECRET")
+    secret: SecretStr | None = None
+    if raw or os.environ.get("BETTER_AUTH_SECRET_FILE"):
+        secret = _load(Settings).better_auth_secret  # type: ignore[arg-type]
+    elif DEV_SECRET_FILE.is_file():
+        secret = SecretStr(DEV_SECRET_FILE.read_text(encoding="utf-8").strip())
+        print(f"todo-api: using the development secret in {DEV_SECRET_FILE}", file=sys.stderr)
+    if secret is None:
+        _fail("BETTER_AUTH_SECRET: not set (and no .data/dev-secret from `todo-api dev`)", 2)
+    if not 1 <= len(args.user) <= 255:
+        _fail("--user must be 1 to 255 characters", 2)
+    print(mint_token(secret, args.user, email=args.email, name=args.name, ttl_seconds=args.ttl))
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    url = _load(DatabaseSettings).database_url.get_secret_value()  # type: ignore[arg-type]
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            report = inspect_database(conn)
+        status = migrations.status(url)
+    except psycopg.OperationalError:
+        _fail("database unreachable: cannot connect with DATABASE_URL")
+    print(report.render())
+    pending = [m.id for m in status if not m.applied]
+    print(
+        "Migrations: "
+        + (f"{len(pending)} pending ({', '.join(pending)})" if pending else "at head")
+    )
+    raise SystemExit(0 if report.safe else 1)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todo-api", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="zero-config local server with an embedded PostgreSQL")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=cmd_dev)
+
+    serve = sub.add_parser("serve", help="production server, configured from the environment")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_positive, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply, roll back or list migrations")
+    migrate.add_argument(
+        "action", nargs="?", choices=["apply", "rollback", "status"], default="apply"
+    )
+    migrate.add_argument("--all", action="store_true", help="with rollback: undo every migration")
+    migrate.set_defaults(func=cmd_migrate)
+
+    token = sub.add_parser("token", help="mint a development token with the configured secret")
+    token.add_argument("--user", required=True)
+    token.add_argument("--email")
+    token.add_argument("--name")
+    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+
+    check = sub.add_parser("check", help="verify roles, RLS and policies of the live database")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

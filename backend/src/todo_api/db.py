@@ -1,0 +1,145 @@
+"""The connection pool and the one request-transaction helper (T003).
+
+Every request that touches data runs as exactly one transaction, sent to Postgres in one round
+trip (psycopg pipeline mode):
+
+    BEGIN
+    select set_config('role', 'todo_app', true), set_config('statement_timeout', ..., true)
+    select todo_begin_request(user_id, token_id, issued_at)   -- sets app.user_id, checks revocation
+    <the route's one statement>
+    COMMIT
+
+Role and user are transaction-local (`is_local = true`), so nothing carries over to the next user
+of a pooled connection, also behind PgBouncer in transaction mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, LiteralString, TypeAlias
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from todo_api.config import Settings
+from todo_api.errors import ServiceUnavailable, TokenRevoked, ValidationFailed
+from todo_api.identity import User
+
+REQUEST_ROLE = "todo_app"
+
+Query: TypeAlias = LiteralString | sql.Composed | sql.SQL
+Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
+
+_ENTER_ROLE: LiteralString = (
+    "select set_config('role', 'todo_app', true), set_config('statement_timeout', %s, true)"
+)
+_BEGIN_REQUEST: LiteralString = "select todo_begin_request(%s, %s, %s)"
+
+log = logging.getLogger(__name__)
+
+AsyncConn: TypeAlias = psycopg.AsyncConnection[TupleRow]
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool[AsyncConn]:
+    """A pool created closed; the application lifespan opens and closes it."""
+    return AsyncConnectionPool(
+        settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_seconds,
+        # Broken connections are replaced quickly once the database is back.
+        reconnect_timeout=0,
+        max_idle=300,
+        open=False,
+        name="todo-api",
+        kwargs={
+            # We send BEGIN/COMMIT ourselves, inside the pipeline.
+            "autocommit": True,
+            "connect_timeout": settings.db_connect_timeout_seconds,
+            # Behind PgBouncer (transaction mode) prepared statements must be off.
+            "prepare_threshold": 5 if settings.db_prepared_statements else None,
+            "application_name": "todo-api",
+        },
+    )
+
+
+class Database:
+    """The pool plus the settings every request transaction needs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool = create_pool(settings)
+        self._statement_timeout = str(settings.db_statement_timeout_ms)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def transaction(self, user: User) -> RequestTransaction:
+        return RequestTransaction(self, user)
+
+
+class RequestTransaction:
+    """The request's one transaction: a single statement, run as `todo_app` for `user`.
+
+    It is used once: `fetchone`, `fetchall` or `execute` sends BEGIN, the role and user set-up
+    (with the revocation check), the statement and COMMIT in one round trip, and returns only
+    after COMMIT succeeded, so a response never reports a write that was lost.
+    """
+
+    def __init__(self, database: Database, user: User) -> None:
+        self._database = database
+        self.user = user
+        self._used = False
+
+    async def fetchone(self, query: Query, params: Params = None) -> TupleRow | None:
+        rows, _ = await self._run(query, params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, query: Query, params: Params = None) -> list[TupleRow]:
+        rows, _ = await self._run(query, params)
+        return rows
+
+    async def execute(self, query: Query, params: Params = None) -> int:
+        """Run a statement without a result set; return its row count."""
+        _, rowcount = await self._run(query, params)
+        return rowcount
+
+    async def _run(self, query: Query, params: Params) -> tuple[list[TupleRow], int]:
+        if self._used:
+            raise RuntimeError("a request transaction runs exactly one statement")
+        self._used = True
+        user = self.user
+        try:
+            async with self._database.pool.connection() as conn:
+                try:
+                    # Leaving the pipeline block sends Sync and reads every result: one
+                    # round trip. An error aborts the rest of the pipeline and is raised here.
+                    async with conn.pipeline():
+                        await conn.execute("BEGIN")
+                        await conn.execute(_ENTER_ROLE, (self._database._statement_timeout,))
+                        await conn.execute(_BEGIN_REQUEST, (user.id, user.token_id, user.issued_at))
+                        cursor = await conn.execute(query, params)
+                        await conn.execute("COMMIT")
+                    rows = await cursor.fetchall() if cursor.description else []
+                    return rows, cursor.rowcount
+                except psycopg.Error:
+                    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                        await conn.execute("ROLLBACK")
+                    raise
+        except pg_errors.InvalidAuthorizationSpecification:
+            raise TokenRevoked() from None
+        except (pg_errors.CheckViolation, pg_errors.NotNullViolation, pg_errors.DataError) as exc:
+            # API validation should have caught it; the database is the last line.
+            log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)
+            raise ValidationFailed("The request violates a data constraint.") from None
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise ServiceUnavailable() from None

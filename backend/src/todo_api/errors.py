@@ -1,0 +1,141 @@
+"""Error types and their one rendering: RFC 9457 problem+json with a machine `code`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from starlette.responses import JSONResponse
+
+REALM = "todo-api"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error a client should see. Subclasses fix the status, code and title."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+    default_detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        reason: str | None = None,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        # Short machine reason for the security log (e.g. "expired", "bad_signature").
+        self.reason = reason or self.code
+        self.errors = list(errors) if errors is not None else None
+        super().__init__(self.detail)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class AuthenticationError(ApiError):
+    """401: the request carries no usable credentials."""
+
+    status = 401
+    code = "invalid_token"
+    title = "Invalid token"
+    default_detail = "The access token is invalid."
+
+    def headers(self) -> dict[str, str]:
+        description = self.detail.replace('"', "'").replace("\\", "/")
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+            )
+        }
+
+
+class MissingToken(AuthenticationError):
+    code = "missing_token"
+    title = "Missing token"
+    default_detail = "This endpoint needs an Authorization: Bearer token."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+
+
+class InvalidToken(AuthenticationError):
+    pass
+
+
+class TokenExpired(AuthenticationError):
+    code = "token_expired"
+    title = "Token expired"
+    default_detail = "The access token has expired."
+
+
+class TokenRevoked(AuthenticationError):
+    code = "token_revoked"
+    title = "Token revoked"
+    default_detail = "The access token has been revoked."
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+    default_detail = "The token does not grant access to this resource."
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+    default_detail = "The requested resource does not exist."
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+    default_detail = "This method is not allowed on this resource."
+
+
+class ValidationFailed(ApiError):
+    status = 422
+    code = "validation_error"
+    title = "Validation error"
+    default_detail = "The request is not valid."
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    default_detail = "The service is temporarily unavailable; retry shortly."
+    retry_after_seconds: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class InternalError(ApiError):
+    pass
+
+
+def problem_response(error: ApiError, request_id: str) -> JSONResponse:
+    """Render any error the same way."""
+    body: dict[str, Any] = {
+        "type": f"urn:todo-api:problem:{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+        "request_id": request_id,
+    }
+    if error.errors is not None:
+        body["errors"] = error.errors
+    return JSONResponse(
+        body,
+        status_code=error.status,
+        headers={**error.headers(), "X-Request-ID": request_id},
+        media_type=PROBLEM_MEDIA_TYPE,
+    )

@@ -1,0 +1,22 @@
+"""Who is calling: the verified user behind a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A caller whose token was verified (T002).
+
+    `token_id` names the presented token for revocation: `jti:<jti>`, or `sha256:<hex>` of the
+    whole token when it has no `jti`. `issued_at` is the token's `iat`, when it has one.
+    """
+
+    id: str
+    email: str | None
+    name: str | None
+    token_id: str
+    issued_at: datetime | None
+    expires_at: datetime

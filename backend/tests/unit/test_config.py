@@ -1,0 +1,104 @@
+"""Settings (T001): every bad value stops start-up with a line naming it, never echoing a secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from todo_api.config import Settings, describe_validation_error
+
+GOOD_SECRET = "a-perfectly-fine-development-secret-0123456789"
+DB = "postgresql://u:db-password-123@localhost/todo"
+
+
+def _error_line(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for key in ("BETTER_AUTH_SECRET", "BETTER_AUTH_URL", "BETTER_AUTH_JWKS_URL", "DATABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    return describe_validation_error(caught.value)
+
+
+def test_short_secret_is_named_and_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _error_line(monkeypatch, BETTER_AUTH_SECRET="too-short-secret", DATABASE_URL=DB)
+    assert "BETTER_AUTH_SECRET" in line
+    assert "too-short-secret" not in line
+
+
+def test_missing_database_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _error_line(monkeypatch, BETTER_AUTH_SECRET=GOOD_SECRET)
+    assert "DATABASE_URL" in line
+
+
+def test_no_verification_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = _error_line(monkeypatch, DATABASE_URL=DB)
+    assert "BETTER_AUTH_SECRET" in line and "BETTER_AUTH_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JWT_LEEWAY_SECONDS", "soon"),
+        ("JWT_ALGORITHMS", "none"),
+        ("DB_POOL_MAX_SIZE", "0"),
+        ("CORS_ORIGINS", "not a url"),
+        ("LOG_LEVEL", "chatty"),
+        ("BETTER_AUTH_URL", "ftp://auth.example.com"),
+    ],
+)
+def test_invalid_values_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    line = _error_line(
+        monkeypatch, **{"BETTER_AUTH_SECRET": GOOD_SECRET, "DATABASE_URL": DB, variable: value}
+    )
+    assert variable in line
+
+
+def test_secret_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(GOOD_SECRET + "\n")
+    monkeypatch.delenv("BETTER_AUTH_SECRET", raising=False)
+    monkeypatch.setenv("BETTER_AUTH_SECRET_FILE", str(secret_file))
+    monkeypatch.setenv("DATABASE_URL", DB)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.better_auth_secret is not None
+    assert settings.better_auth_secret.get_secret_value() == GOOD_SECRET
+
+
+def test_secrets_never_appear_in_repr_or_masked_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BETTER_AUTH_SECRET", GOOD_SECRET)
+    monkeypatch.setenv("DATABASE_URL", DB)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    for text in (repr(settings), str(settings), str(settings.masked())):
+        assert GOOD_SECRET not in text
+        assert "db-password-123" not in text
+
+
+def test_serve_with_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BETTER_AUTH_SECRET": "short-secret-value",
+        "DATABASE_URL": DB,
+    }
+    result = subprocess.run(  # noqa: S603 - our own console script
+        [sys.executable, "-m", "todo_api", "serve", "--port", "1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "BETTER_AUTH_SECRET" in lines[0]
+    assert "short-secret-value" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,2 @@
+drop table tasks;
+drop function tasks_touch_updated_at();

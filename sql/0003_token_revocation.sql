@@ -1,0 +1,99 @@
+-- depends: 0002_tasks
+-- Revocation state lives in Postgres so every replica sees it at once, under the same RLS.
+
+create table revoked_tokens (
+    user_id    text not null,
+    token_id   text not null,
+    expires_at timestamptz not null,
+    revoked_at timestamptz not null default now(),
+    primary key (user_id, token_id),
+    constraint revoked_tokens_user_id_length check (char_length(user_id) between 1 and 255),
+    constraint revoked_tokens_token_id_length check (char_length(token_id) between 1 and 300)
+);
+
+comment on table revoked_tokens is 'Single tokens revoked before their expiry (DELETE /api/users/me/token). Rows past expires_at no longer matter and are purged.';
+comment on column revoked_tokens.user_id is 'The token''s sub.';
+comment on column revoked_tokens.token_id is 'jti:<jti> when the token has a jti, else sha256:<hex of the whole token>.';
+comment on column revoked_tokens.expires_at is 'The token''s exp plus leeway; after it the token is refused anyway and the row may be purged.';
+comment on column revoked_tokens.revoked_at is 'When the revocation was recorded.';
+comment on constraint revoked_tokens_user_id_length on revoked_tokens is 'JWT sub: non-empty, at most 255 characters.';
+comment on constraint revoked_tokens_token_id_length on revoked_tokens is 'A jti is at most 255 characters plus the jti: prefix; a sha256 is 71 characters.';
+
+create index revoked_tokens_expires_idx on revoked_tokens (user_id, expires_at);
+comment on index revoked_tokens_expires_idx is 'Purging a user''s expired revocations.';
+
+create table user_token_revocations (
+    user_id        text primary key,
+    revoked_before timestamptz not null,
+    constraint user_token_revocations_user_id_length check (char_length(user_id) between 1 and 255)
+);
+
+comment on table user_token_revocations is 'Revoke-all (DELETE /api/users/me/tokens): every token of the user issued at or before revoked_before is refused, and so is every token without iat.';
+comment on column user_token_revocations.user_id is 'The user whose tokens were revoked.';
+comment on column user_token_revocations.revoked_before is 'Tokens with iat at or before this moment are refused.';
+comment on constraint user_token_revocations_user_id_length on user_token_revocations is 'JWT sub: non-empty, at most 255 characters.';
+
+alter table revoked_tokens enable row level security;
+alter table revoked_tokens force row level security;
+alter table user_token_revocations enable row level security;
+alter table user_token_revocations force row level security;
+
+create policy revoked_tokens_select on revoked_tokens for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')));
+create policy revoked_tokens_insert on revoked_tokens for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')));
+create policy revoked_tokens_update on revoked_tokens for update to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')))
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')));
+create policy revoked_tokens_delete on revoked_tokens for delete to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')));
+
+comment on policy revoked_tokens_select on revoked_tokens is 'A request sees only its own user''s revocations.';
+comment on policy revoked_tokens_insert on revoked_tokens is 'A request may revoke only its own user''s tokens.';
+comment on policy revoked_tokens_update on revoked_tokens is 'Re-revoking a token (upsert) touches only the user''s own rows.';
+comment on policy revoked_tokens_delete on revoked_tokens is 'Purging expired revocations touches only the user''s own rows.';
+
+create policy user_token_revocations_select on user_token_revocations for select to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')));
+create policy user_token_revocations_insert on user_token_revocations for insert to todo_app
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')));
+create policy user_token_revocations_update on user_token_revocations for update to todo_app
+    using (user_id = (select nullif(current_setting('app.user_id', true), '')))
+    with check (user_id = (select nullif(current_setting('app.user_id', true), '')));
+
+comment on policy user_token_revocations_select on user_token_revocations is 'A request sees only its own user''s revoke-all marker.';
+comment on policy user_token_revocations_insert on user_token_revocations is 'A request may revoke all tokens of its own user only.';
+comment on policy user_token_revocations_update on user_token_revocations is 'Moving the revoke-all marker forward touches only the user''s own row.';
+
+grant select, insert, delete on revoked_tokens to todo_app;
+grant update (expires_at, revoked_at) on revoked_tokens to todo_app;
+grant select, insert on user_token_revocations to todo_app;
+grant update (revoked_before) on user_token_revocations to todo_app;
+
+-- Called by every request transaction right after SET LOCAL ROLE todo_app, in the same round
+-- trip: binds the transaction to the token's user and refuses a revoked token with SQLSTATE 28000
+-- (invalid_authorization_specification), which aborts everything queued after it.
+create function todo_begin_request(p_user_id text, p_token_id text, p_issued_at timestamptz)
+    returns void
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+begin
+    perform set_config('app.user_id', p_user_id, true);
+    if exists (
+        select from revoked_tokens r
+        where r.user_id = p_user_id and r.token_id = p_token_id and r.expires_at > now()
+    ) or exists (
+        select from user_token_revocations u
+        where u.user_id = p_user_id and (p_issued_at is null or p_issued_at <= u.revoked_before)
+    ) then
+        raise exception using errcode = '28000', message = 'token revoked';
+    end if;
+end
+$$;
+
+comment on function todo_begin_request(text, text, timestamptz) is
+    'Sets app.user_id for the current transaction and raises SQLSTATE 28000 if the token is revoked. Runs as the caller (todo_app), so RLS applies to its reads.';
+
+revoke all on function todo_begin_request(text, text, timestamptz) from public;
+grant execute on function todo_begin_request(text, text, timestamptz) to todo_app;
