@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo_api import migrations
-from todo_api.api import health
+from todo_api.api import health, tasks, users
 from todo_api.config import Settings, get_settings
 from todo_api.db import Database
 from todo_api.errors import (
@@ -156,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(users.router)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -1,4 +1,4 @@
-"""Migrations apply, roll back completely and apply again, through the code `todo-api migrate` uses."""
+"""Migrations apply, roll back and apply again, through the code `todo-api migrate` uses."""
 
 from __future__ import annotations
 

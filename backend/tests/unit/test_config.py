@@ -38,7 +38,8 @@ def test_missing_database_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_verification_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     line = _error_line(monkeypatch, DATABASE_URL=DB)
-    assert "BETTER_AUTH_SECRET" in line and "BETTER_AUTH_URL" in line
+    assert "BETTER_AUTH_SECRET" in line
+    assert "BETTER_AUTH_URL" in line
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,7 @@ def test_serve_with_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
         "BETTER_AUTH_SECRET": "short-secret-value",
         "DATABASE_URL": DB,
     }
-    result = subprocess.run(  # noqa: S603 - our own console script
+    result = subprocess.run(
         [sys.executable, "-m", "todo_api", "serve", "--port", "1"],
         env=env,
         cwd=tmp_path,
