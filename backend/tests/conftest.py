@@ -29,12 +29,12 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from pydantic import SecretStr
 
+from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres, url_for_database
 from todo_api.main import create_app
 from todo_api.security.minting import mint_token
-from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 
 TEST_SECRET = "test-secret-" + "s" * 40
 LOGIN_ROLE = "todo_login"
