@@ -43,6 +43,8 @@ class AuthenticationError(ApiError):
     code = "invalid_token"
     title = "Invalid token"
     default_detail = "The access token is invalid."
+    # The token's subject when its signature was valid but a claim was not (security log only).
+    user_id: str | None = None
 
     def headers(self) -> dict[str, str]:
         description = self.detail.replace('"', "'").replace("\\", "/")
@@ -83,6 +85,13 @@ class Forbidden(ApiError):
     code = "forbidden"
     title = "Forbidden"
     default_detail = "The token does not grant access to this resource."
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+    default_detail = "The request could not be understood."
 
 
 class NotFound(ApiError):

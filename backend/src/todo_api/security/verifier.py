@@ -1,22 +1,39 @@
-"""Verifies Bearer tokens and turns them into a `User`.
+"""Verifies Bearer tokens and turns them into a `User` (the spec's Tokens section).
 
-First cut: shared-secret (HS*) tokens only. JWKS, and every rule of the spec's Tokens section,
-come with the authentication work (#3).
+Two modes, either or both configured: HS* tokens are checked with the shared secret
+(`BETTER_AUTH_SECRET`, algorithms from `JWT_ALGORITHMS`); EdDSA, ES256, RS256 and PS256 tokens
+with the keys Better Auth publishes (JWKS). The token's `alg` only chooses between the two; the
+key then decides which algorithms it accepts, so `none`, an HS token against a public key, or any
+algorithm not allowed for the key is refused.
+
+Verification runs in two steps so that the security log can name the user of a token whose
+signature was valid but whose claims were not (an expired token, say): PyJWS checks the signature,
+then PyJWT checks the claims of that same, already verified token.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import jwt
+from jwt.types import Options
 
-from todo_api.config import Settings
-from todo_api.errors import InvalidToken, TokenExpired
+from todo_api.config import HMAC_ALGORITHMS, Settings
+from todo_api.errors import AuthenticationError, InvalidToken, TokenExpired
 from todo_api.identity import User
+from todo_api.security.jwks import ASYMMETRIC_ALGORITHMS, JwksCache, PublishedKey
 
 MAX_TOKEN_BYTES = 8 * 1024
+MAX_SUBJECT_LENGTH = 255
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def token_id(token: str, claims: dict[str, Any]) -> str:
@@ -27,40 +44,219 @@ def token_id(token: str, claims: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+def _instant(seconds: float) -> datetime:
+    """A NumericDate as a UTC datetime; absurd values are clamped instead of overflowing."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return _LATEST if seconds > 0 else _EARLIEST
+
+
+def _is_numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid_subject(claims: dict[str, Any]) -> str | None:
+    sub = claims.get("sub")
+    if isinstance(sub, str) and sub and len(sub) <= MAX_SUBJECT_LENGTH:
+        return sub
+    return None
+
+
+def _fail(error: AuthenticationError, user_id: str | None = None) -> NoReturn:
+    error.user_id = user_id
+    raise error
+
+
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """One per process (the lifespan builds it); `verify` is safe to call concurrently."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        secret = settings.better_auth_secret
+        self._secret = secret.get_secret_value().encode() if secret is not None else None
+        self._hmac_algorithms = frozenset(settings.jwt_algorithms) & set(HMAC_ALGORITHMS)
+        jwks_url = settings.jwks_url
+        self._jwks = JwksCache(jwks_url, clock=clock) if jwks_url else None
+        # "none" and every algorithm not listed here are refused by PyJWS itself as well.
+        self._jws = jwt.PyJWS(algorithms=sorted(self._hmac_algorithms | ASYMMETRIC_ALGORITHMS))
+        self._claims = jwt.PyJWT()
 
     async def verify(self, token: str) -> User:
+        """The caller named by a valid token; an AuthenticationError (401) otherwise."""
+        # Checked before anything parses the token.
         if len(token.encode()) > MAX_TOKEN_BYTES:
-            raise InvalidToken("The token is too large.", reason="oversized")
-        secret = self._settings.better_auth_secret
-        if secret is None:
-            raise InvalidToken("The token cannot be verified.", reason="no_key")
+            _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                secret.get_secret_value(),
-                algorithms=self._settings.jwt_algorithms,
-                leeway=self._settings.jwt_leeway_seconds,
-                options={"require": ["exp", "sub"], "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise TokenExpired() from None
+            header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise InvalidToken() from None
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub or len(sub) > 255:
-            raise InvalidToken("The token's subject is not valid.", reason="bad_sub")
-        iat = claims.get("iat")
-        return User(
-            id=sub,
-            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
-            name=claims.get("name") if isinstance(claims.get("name"), str) else None,
-            token_id=token_id(token, claims),
-            issued_at=datetime.fromtimestamp(iat, UTC) if isinstance(iat, int | float) else None,
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
+            _fail(InvalidToken("The token is not a well-formed JWT.", reason="malformed"))
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str):
+            _fail(InvalidToken("The token does not name its algorithm.", reason="malformed"))
+        if algorithm in HMAC_ALGORITHMS:
+            payload = self._verify_with_secret(token, algorithm)
+            issuer, audience = self._settings.jwt_issuer, self._settings.jwt_audience
+        elif algorithm in ASYMMETRIC_ALGORITHMS:
+            payload = await self._verify_with_published_key(token, algorithm, header.get("kid"))
+            # Better Auth sets iss = aud = its base URL; shared-secret tokens usually carry neither.
+            fallback = self._settings.better_auth_url
+            issuer = self._settings.jwt_issuer or fallback
+            audience = self._settings.jwt_audience or fallback
+        else:
+            _fail(
+                InvalidToken(
+                    "The token's signing algorithm is not accepted.",
+                    reason="alg_none" if algorithm.lower() == "none" else "alg_not_allowed",
+                )
+            )
+        return self._user_from(token, payload, issuer=issuer, audience=audience)
 
     async def aclose(self) -> None:
-        return None
+        if self._jwks is not None:
+            await self._jwks.aclose()
+
+    def _verify_with_secret(self, token: str, algorithm: str) -> bytes:
+        if self._secret is None:
+            _fail(
+                InvalidToken(
+                    "Shared-secret tokens are not accepted by this service.",
+                    reason="hmac_not_configured",
+                )
+            )
+        if algorithm not in self._hmac_algorithms:
+            _fail(
+                InvalidToken(
+                    "The token's signing algorithm is not accepted.", reason="alg_not_allowed"
+                )
+            )
+        return self._verified_payload(token, self._secret, algorithm)
+
+    async def _verify_with_published_key(self, token: str, algorithm: str, kid: object) -> bytes:
+        if self._jwks is None:
+            _fail(
+                InvalidToken(
+                    "Tokens signed with published keys are not accepted by this service.",
+                    reason="jwks_not_configured",
+                )
+            )
+        if isinstance(kid, str):
+            key = await self._jwks.key_with_id(kid)
+            if key is None:
+                _fail(InvalidToken("The token's signing key is not known.", reason="unknown_kid"))
+            if algorithm not in key.algorithms:
+                _fail(
+                    InvalidToken(
+                        "The token's algorithm does not match its signing key.",
+                        reason="alg_key_mismatch",
+                    )
+                )
+            return self._verified_payload(token, key.jwk.key, algorithm)
+        return self._try_keys_of_type(token, algorithm, await self._jwks.keys())
+
+    def _try_keys_of_type(self, token: str, algorithm: str, keys: Sequence[PublishedKey]) -> bytes:
+        """A token without `kid`: the first key of a fitting type that verifies it."""
+        candidates = [key for key in keys if algorithm in key.algorithms]
+        if not candidates:
+            _fail(InvalidToken("No signing key fits the token.", reason="no_matching_key"))
+        for key in candidates[:-1]:
+            try:
+                return self._verified_payload(token, key.jwk.key, algorithm)
+            except AuthenticationError:
+                continue
+        return self._verified_payload(token, candidates[-1].jwk.key, algorithm)
+
+    def _verified_payload(self, token: str, key: Any, algorithm: str) -> bytes:
+        try:
+            signed = self._jws.decode_complete(token, key, algorithms=[algorithm])
+        except jwt.InvalidSignatureError:
+            _fail(InvalidToken("The token's signature is not valid.", reason="bad_signature"))
+        except jwt.PyJWTError:
+            _fail(InvalidToken("The token is not a well-formed JWT.", reason="malformed"))
+        payload: bytes = signed["payload"]
+        return payload
+
+    def _user_from(
+        self, token: str, payload: bytes, *, issuer: str | None, audience: str | None
+    ) -> User:
+        """The claims of a token whose signature is valid, checked as the spec says."""
+        try:
+            claims = json.loads(payload)
+        except (ValueError, RecursionError):
+            claims = None
+        if not isinstance(claims, dict):
+            _fail(InvalidToken("The token's claims are not a JSON object.", reason="malformed"))
+        subject = _valid_subject(claims)
+        self._check_claim_types(claims, subject)
+        self._check_claims(token, subject, issuer=issuer, audience=audience)
+        if subject is None:
+            reason = "missing_sub" if claims.get("sub") is None else "bad_sub"
+            _fail(InvalidToken("The token's subject is not a valid user id.", reason=reason))
+        iat = claims.get("iat")
+        return User(
+            id=subject,
+            email=claims["email"] if isinstance(claims.get("email"), str) else None,
+            name=claims["name"] if isinstance(claims.get("name"), str) else None,
+            token_id=token_id(token, claims),
+            issued_at=_instant(iat) if iat is not None else None,
+            expires_at=_instant(claims["exp"]),
+        )
+
+    @staticmethod
+    def _check_claim_types(claims: dict[str, Any], subject: str | None) -> None:
+        # PyJWT accepts numeric strings (int("123")) and booleans for these; the spec does not.
+        if claims.get("exp") is None:
+            _fail(InvalidToken("The token has no expiry time.", reason="missing_exp"), subject)
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _is_numeric_date(claims[name]):
+                _fail(
+                    InvalidToken(
+                        f"The token's {name} claim is not a number.", reason=f"bad_{name}"
+                    ),
+                    subject,
+                )
+
+    def _check_claims(
+        self, token: str, subject: str | None, *, issuer: str | None, audience: str | None
+    ) -> None:
+        options: Options = {
+            # The signature of this very token was verified by `_verified_payload` just before;
+            # this call checks only its claims, with PyJWT's own rules.
+            "verify_signature": False,
+            "verify_exp": True,
+            "verify_nbf": True,
+            "verify_iat": True,
+            "verify_iss": issuer is not None,
+            "verify_aud": audience is not None,
+            "verify_sub": False,  # checked by `_user_from`, with the spec's own rule
+            "verify_jti": True,
+        }
+        try:
+            self._claims.decode(
+                token,
+                options=options,
+                issuer=issuer,
+                audience=audience,
+                leeway=self._settings.jwt_leeway_seconds,
+            )
+        except jwt.ExpiredSignatureError:
+            _fail(TokenExpired("The token has expired.", reason="expired"), subject)
+        except jwt.ImmatureSignatureError:
+            _fail(
+                InvalidToken(
+                    "The token is not valid yet (its nbf or iat is in the future).",
+                    reason="not_yet_valid",
+                ),
+                subject,
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            _fail(
+                InvalidToken(f"The token has no {exc.claim} claim.", reason=f"missing_{exc.claim}"),
+                subject,
+            )
+        except jwt.InvalidIssuerError:
+            _fail(InvalidToken("The token's issuer is not accepted.", reason="bad_iss"), subject)
+        except jwt.InvalidAudienceError:
+            _fail(InvalidToken("The token's audience is not accepted.", reason="bad_aud"), subject)
+        except jwt.PyJWTError:
+            _fail(InvalidToken("The token's claims are not valid.", reason="bad_claims"), subject)

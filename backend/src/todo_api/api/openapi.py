@@ -1,0 +1,119 @@
+"""What the OpenAPI document says about errors and authentication, in one place.
+
+Routes add `responses=PROBLEM_RESPONSES` (or a subset from `problem_responses`) and the Bearer
+dependency; `install` makes every documented error `application/problem+json`, which is what
+errors.problem_response sends.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field
+
+from todo_api.errors import (
+    PROBLEM_MEDIA_TYPE,
+    ApiError,
+    Forbidden,
+    InternalError,
+    NotFound,
+    ServiceUnavailable,
+    TokenExpired,
+    ValidationFailed,
+    problem_response,
+)
+
+
+class ProblemFieldError(BaseModel):
+    """One invalid input: where it is and what is wrong with it."""
+
+    loc: list[str] = Field(examples=[["body", "title"]])
+    msg: str = Field(examples=["Field required"])
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details) with a machine-readable `code`."""
+
+    type: str = Field(examples=["urn:todo-api:problem:not_found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["The requested resource does not exist."])
+    code: str = Field(examples=["not_found"])
+    request_id: str = Field(examples=["5f0c8a3e9d2b4c1aa7e6f1b2c3d4e5f6"])
+    errors: list[ProblemFieldError] | None = Field(
+        default=None, description="Present on validation errors (422)."
+    )
+
+
+_DESCRIPTIONS: dict[int, str] = {
+    401: "Missing, invalid, expired or revoked Bearer token (`WWW-Authenticate: Bearer ...`).",
+    403: "The `{user_id}` in the path is not the token's user.",
+    404: "No such task for this user (absent and another user's are indistinguishable).",
+    422: "Invalid body, query parameter or path parameter; `errors` lists each problem.",
+    503: "Database unreachable or pool exhausted; retry after `Retry-After` seconds.",
+    500: "An unexpected error; the body carries no internals, only the `request_id` to report.",
+}
+
+_EXAMPLE_ERRORS: dict[int, ApiError] = {
+    401: TokenExpired(),
+    403: Forbidden(),
+    404: NotFound(),
+    422: ValidationFailed(
+        "body.title: Field required", errors=[{"loc": ["body", "title"], "msg": "Field required"}]
+    ),
+    503: ServiceUnavailable(),
+    500: InternalError(),
+}
+
+
+def _example(status: int) -> dict[str, Any]:
+    # Rendered by the one error renderer, so the example is exactly what a client receives.
+    response = problem_response(_EXAMPLE_ERRORS[status], "5f0c8a3e9d2b4c1aa7e6f1b2c3d4e5f6")
+    body: dict[str, Any] = json.loads(bytes(response.body))
+    return body
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Documented problem+json responses (schema and an example) for the given statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/json": {"example": _example(status)}},
+        }
+        for status in statuses
+    }
+
+
+# Every route that needs a token and touches data can answer with these.
+PROBLEM_RESPONSES = problem_responses(401, 403, 404, 422, 503, 500)
+
+# Documents the Bearer scheme (used by dependencies.get_current_user); it checks nothing itself.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    scheme_name="BearerAuth",
+    description="A Better Auth JWT: `Authorization: Bearer <token>`.",
+)
+
+
+def install(app: FastAPI) -> None:
+    """Label every documented 4xx/5xx body as application/problem+json (FastAPI says JSON)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[:1] in ("4", "5") and "application/json" in content:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
