@@ -1,7 +1,287 @@
-"""Task routes (T008, T010): HTTP only; the SQL lives in services/task_service.py."""
+"""Task routes (T008, T010): HTTP only; the SQL lives in services/task_service.py.
+
+Every route runs exactly one statement in the request transaction (`Conn`), and answers with the
+JSON Postgres built. The same routes are served under `/api/tasks` and, for frontends written to
+the hackathon API, under `/api/{user_id}/tasks`, where the path user must be the token's user.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter(tags=["tasks"])
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from todo_api.api.openapi import PROBLEM_RESPONSES
+from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
+from todo_api.dependencies import Conn, CurrentUser
+from todo_api.errors import Forbidden, NotFound, ValidationFailed
+from todo_api.services import task_service
+from todo_api.services.task_service import CursorKey, ListQuery, SortKey, SortOrder, TaskChanges
+
+JSON = "application/json"
+MAX_TASK_ID = 2**63 - 1  # bigint
+MAX_CURSOR_LENGTH = 2048
+
+TaskId = Annotated[int, Path(ge=1, le=MAX_TASK_ID, description="The task's id.")]
+
+StatusFilter = Literal["all", "pending", "incomplete", "completed"]
+SortParam = Literal["created", "created_at", "updated", "updated_at", "title", "due_date"]
+_SORT_KEYS: dict[str, SortKey] = {
+    "created": SortKey.CREATED,
+    "created_at": SortKey.CREATED,
+    "updated": SortKey.UPDATED,
+    "updated_at": SortKey.UPDATED,
+    "title": SortKey.TITLE,
+    "due_date": SortKey.DUE_DATE,
+}
+_COMPLETED_FILTER: dict[str, bool | None] = {
+    "all": None,
+    "pending": False,
+    "incomplete": False,
+    "completed": True,
+}
+# Newest first for timestamps, alphabetical / soonest first otherwise.
+_DEFAULT_ORDER: dict[SortKey, SortOrder] = {
+    SortKey.CREATED: SortOrder.DESC,
+    SortKey.UPDATED: SortOrder.DESC,
+    SortKey.TITLE: SortOrder.ASC,
+    SortKey.DUE_DATE: SortOrder.ASC,
+}
+
+
+def require_path_user(
+    user_id: Annotated[str, Path(description="Must equal the token's user id.")],
+    user: CurrentUser,
+) -> None:
+    """Hackathon paths name the user; only the token's own user is allowed."""
+    if user_id != user.id:
+        raise Forbidden("The user in the path is not the user of the token.", reason="path_user")
+
+
+task_routes = APIRouter(prefix="/tasks", responses=PROBLEM_RESPONSES)
+router = APIRouter()
+
+
+def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=body, status_code=status_code, media_type=JSON, headers=headers)
+
+
+def _not_found() -> NotFound:
+    return NotFound("No task with this id.")
+
+
+# --- the list cursor -------------------------------------------------------------------------
+
+
+class _Cursor(BaseModel):
+    """The keyset position after which the next page starts, bound to its sort and order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s: SortKey
+    o: SortOrder
+    k: StrictStr | None
+    i: StrictInt = Field(ge=1, le=MAX_TASK_ID)
+
+
+def _encode_cursor(sort: SortKey, order: SortOrder, key: object, last_id: int) -> str:
+    if isinstance(key, datetime | date):
+        key = key.isoformat()
+    cursor = _Cursor(s=sort, o=order, k=None if key is None else str(key), i=last_id)
+    raw = cursor.model_dump_json().encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _invalid_query(name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"query.{name}: {message}", errors=[{"loc": ["query", name], "msg": message}]
+    )
+
+
+def _invalid_cursor(message: str) -> ValidationFailed:
+    return _invalid_query("cursor", message)
+
+
+def _decode_cursor(text: str, sort: SortKey, order: SortOrder) -> tuple[CursorKey, int]:
+    """(key, id) of the cursor, or a 422 when it is malformed or made for another order."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        cursor = _Cursor.model_validate_json(raw)
+        key = _cursor_key(cursor)
+    except (ValidationError, ValueError):  # binascii and Unicode errors are ValueErrors too
+        raise _invalid_cursor("is not a cursor this API issued") from None
+    if cursor.s is not sort or cursor.o is not order:
+        raise _invalid_cursor("was issued for another sort or order; start from page one")
+    return key, cursor.i
+
+
+def _cursor_key(cursor: _Cursor) -> CursorKey:
+    """The keyset value in the type its sort compares: timestamp, text, or (nullable) date."""
+    if cursor.s is SortKey.DUE_DATE:
+        return None if cursor.k is None else date.fromisoformat(cursor.k)
+    if cursor.k is None:
+        raise ValueError("missing key")
+    if cursor.s is SortKey.TITLE:
+        return cursor.k
+    timestamp = datetime.fromisoformat(cursor.k)
+    if timestamp.tzinfo is None:
+        raise ValueError("timestamp without offset")
+    return timestamp
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@task_routes.get("", response_model=list[Task], summary="List the caller's tasks")
+async def list_tasks(
+    request: Request,
+    user: CurrentUser,
+    conn: Conn,
+    status: Annotated[
+        StatusFilter, Query(description="`incomplete` is the same as `pending`.")
+    ] = "all",
+    sort: Annotated[
+        SortParam, Query(description="`created_at`/`updated_at` are aliases.")
+    ] = "created",
+    order: Annotated[
+        SortOrder | None,
+        Query(description="Default: `desc` for created/updated, `asc` for title/due_date."),
+    ] = None,
+    sort_order: Annotated[SortOrder | None, Query(description="Same as `order`.")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=1000,
+            pattern=NO_NUL_PATTERN,
+            description="Case-insensitive substring of title or description.",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=MAX_CURSOR_LENGTH, description="From the previous page's `Link`."),
+    ] = None,
+) -> Response:
+    """The caller's tasks, one page at a time (keyset pagination; `Link: rel="next"`)."""
+    if order is not None and sort_order is not None and order is not sort_order:
+        raise _invalid_query("order", "order and sort_order disagree")
+    sort_key = _SORT_KEYS[sort]
+    direction = order or sort_order or _DEFAULT_ORDER[sort_key]
+    after_key, after_id = (
+        _decode_cursor(cursor, sort_key, direction) if cursor is not None else (None, None)
+    )
+    query = ListQuery(
+        sort=sort_key,
+        order=direction,
+        limit=limit,
+        completed=_COMPLETED_FILTER[status],
+        q=q or None,
+        after_key=after_key,
+        after_id=after_id,
+    )
+    page = await task_service.list_tasks(conn, user.id, query)
+    headers: dict[str, str] = {}
+    if page.has_more and page.last_id is not None:
+        params: dict[str, Any] = {"status": status, "sort": sort, "order": direction.value}
+        if q:
+            params["q"] = q
+        params["limit"] = limit
+        params["cursor"] = _encode_cursor(sort_key, direction, page.last_key, page.last_id)
+        headers["Link"] = f'<{request.url.replace_query_params(**params)}>; rel="next"'
+    return _json(page.body, headers=headers)
+
+
+@task_routes.post("", status_code=201, response_model=Task, summary="Create a task")
+async def create_task(
+    request: Request, user: CurrentUser, conn: Conn, body: Annotated[TaskCreate, Body()]
+) -> Response:
+    """Create a task for the caller; `Location` names it."""
+    task_id, task = await task_service.create_task(
+        conn,
+        user.id,
+        title=body.title,
+        description=body.description,
+        completed=body.completed,
+        due_date=body.due_date,
+    )
+    return _json(task, 201, {"Location": f"{request.url.path.rstrip('/')}/{task_id}"})
+
+
+@task_routes.get("/{task_id}", response_model=Task, summary="Get a task")
+async def read_task(task_id: TaskId, user: CurrentUser, conn: Conn) -> Response:
+    """One of the caller's tasks."""
+    task = await task_service.get_task(conn, user.id, task_id)
+    if task is None:
+        raise _not_found()
+    return _json(task)
+
+
+def _changes(body: TaskUpdate | TaskPatch) -> TaskChanges:
+    supplied = body.model_fields_set
+    return TaskChanges(
+        title=body.title,
+        completed=body.completed,
+        set_description="description" in supplied,
+        description=body.description,
+        set_due_date="due_date" in supplied,
+        due_date=body.due_date,
+    )
+
+
+async def _update(conn: Conn, user_id: str, task_id: int, changes: TaskChanges) -> Response:
+    task = await task_service.update_task(conn, user_id, task_id, changes)
+    if task is None:
+        raise _not_found()
+    return _json(task)
+
+
+@task_routes.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
+async def update_task(
+    task_id: TaskId, user: CurrentUser, conn: Conn, body: Annotated[TaskUpdate, Body()]
+) -> Response:
+    """Update a task: `title` is required, omitted fields keep their values."""
+    return await _update(conn, user.id, task_id, _changes(body))
+
+
+@task_routes.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
+async def patch_task(
+    task_id: TaskId, user: CurrentUser, conn: Conn, body: Annotated[TaskPatch, Body()]
+) -> Response:
+    """Partial update: only the fields sent change; null clears description or due_date."""
+    return await _update(conn, user.id, task_id, _changes(body))
+
+
+@task_routes.delete("/{task_id}", status_code=204, response_class=Response, summary="Delete a task")
+async def delete_task(task_id: TaskId, user: CurrentUser, conn: Conn) -> Response:
+    """Delete one of the caller's tasks."""
+    if not await task_service.delete_task(conn, user.id, task_id):
+        raise _not_found()
+    return Response(status_code=204)
+
+
+@task_routes.patch("/{task_id}/complete", response_model=Task, summary="Toggle completion")
+async def toggle_task(
+    task_id: TaskId,
+    user: CurrentUser,
+    conn: Conn,
+    body: Annotated[TaskToggle | None, Body()] = None,
+) -> Response:
+    """Flip `completed`, or set it with `{"completed": true|false}`."""
+    completed = body.completed if body is not None else None
+    task = await task_service.toggle_task(conn, user.id, task_id, completed)
+    if task is None:
+        raise _not_found()
+    return _json(task)
+
+
+router.include_router(task_routes, prefix="/api", tags=["tasks"])
+router.include_router(
+    task_routes,
+    prefix="/api/{user_id}",
+    tags=["tasks (hackathon paths)"],
+    dependencies=[Depends(require_path_user)],
+)
