@@ -20,8 +20,12 @@ REQUESTS = 500
 POOL_SIZE = 4  # far below the concurrency, so connections are reused between users constantly
 
 
-@pytest.fixture
-async def small_pool_app(settings: Settings) -> AsyncIterator[FastAPI]:
+@pytest.fixture(params=["direct", pytest.param("pgbouncer", marks=pytest.mark.pgbouncer)])
+async def small_pool_app(request: pytest.FixtureRequest) -> AsyncIterator[FastAPI]:
+    """The app with a small pool, straight to Postgres and through PgBouncer (transaction mode)."""
+    settings: Settings = request.getfixturevalue(
+        "pgbouncer_settings" if request.param == "pgbouncer" else "settings"
+    )
     application = create_app(
         settings.model_copy(
             update={"db_pool_min_size": POOL_SIZE, "db_pool_max_size": POOL_SIZE,

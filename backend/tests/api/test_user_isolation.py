@@ -10,6 +10,16 @@ from fastapi.testclient import TestClient
 from tests.conftest import Caller
 
 
+@pytest.fixture(params=["direct", pytest.param("pgbouncer", marks=pytest.mark.pgbouncer)])
+def client(request: pytest.FixtureRequest, client: TestClient) -> TestClient:
+    """Every isolation test runs twice: straight to Postgres, and through PgBouncer in
+    transaction mode, where server connections change hands between users at every commit."""
+    if request.param == "pgbouncer":
+        pgbouncer_client: TestClient = request.getfixturevalue("pgbouncer_client")
+        return pgbouncer_client
+    return client
+
+
 @pytest.fixture
 def bobs_task(client: TestClient, bob: Caller) -> dict[str, Any]:
     response = client.post(
