@@ -6,6 +6,7 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +40,18 @@ def _load(factory: Callable[[], SettingsT]) -> SettingsT:
         _fail(f"invalid configuration: {exc}", 2)
 
 
+def _ensure_port_free(host: str, port: int) -> None:
+    """Fail with one line, rather than a uvicorn traceback, when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # The same option uvicorn sets, so a port in TIME_WAIT is not reported as taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port")
+
+
 def _run_server(factory: str, host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
@@ -66,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         verify_database(settings)
     except StartupRefused as exc:
         _fail(f"refusing to serve: {exc}")
+    _ensure_port_free(args.host, args.port)
     _run_server(
         "todo_api.main:app_from_env", args.host, args.port, args.workers, settings.log_level
     )
@@ -82,9 +96,10 @@ def _dev_secret() -> str:
 
 def _stop_on_sigterm() -> None:
     # uvicorn restores this handler and re-raises SIGTERM after a graceful shutdown: exiting
-    # through SystemExit lets the `finally` below stop the embedded Postgres.
+    # through SystemExit lets the `finally` below stop the embedded Postgres. A stop on request
+    # is a clean exit, as it is for Ctrl-C.
     def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, handler)
 
@@ -93,14 +108,24 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from todo_api.embedded import EmbeddedPostgres
     from todo_api.security.minting import mint_token
 
+    host = "127.0.0.1"
+    _ensure_port_free(host, args.port)
     DATA_DIR.mkdir(exist_ok=True)
     (DATA_DIR / ".gitignore").write_text("*\n", encoding="utf-8")
     _stop_on_sigterm()
     postgres = EmbeddedPostgres(DATA_DIR / "postgres")
     try:
-        url = postgres.start(database="todo")
+        try:
+            url = postgres.start(database="todo")
+        except Exception as exc:  # noqa: BLE001 - pgserver raises many kinds; one line for all
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(
+                f"the embedded PostgreSQL in {postgres.data_dir} did not start ({reason}); "
+                f"see {postgres.data_dir / 'log'}"
+            )
         os.environ["DATABASE_URL"] = url
         os.environ["BETTER_AUTH_SECRET"] = _dev_secret()
+        os.environ.pop("BETTER_AUTH_SECRET_FILE", None)
         os.environ.setdefault("LOG_LEVEL", "INFO")
         settings = _load(Settings)  # type: ignore[arg-type]
         applied = migrations.apply(url)
@@ -115,24 +140,30 @@ def cmd_dev(args: argparse.Namespace) -> None:
             name="Demo User",
             ttl_seconds=24 * 3600,
         )
-        base = f"http://127.0.0.1:{args.port}"
-        print(
-            f"todo-api dev: embedded PostgreSQL in {DATA_DIR / 'postgres'}"
-            f" ({len(applied)} migrations applied)\n"
-            f"  API     {base}   docs {base}/docs\n"
-            f"  token   (user {DEMO_USER}, valid 24 h)\n{token}\n"
-            f"  try     curl -s -H 'Authorization: Bearer {token}' {base}/api/tasks\n"
-            f"          curl -s -X POST -H 'Authorization: Bearer {token}'"
-            f" -H 'Content-Type: application/json' -d '{{\"title\": \"Try todo-api\"}}'"
-            f" {base}/api/tasks\n",
-            flush=True,
-        )
+        print(_dev_banner(url, args.port, token, len(applied)), flush=True)
         from todo_api.log import configure_logging
 
         configure_logging(settings.log_level)
-        _run_server("todo_api.main:app_from_env", "127.0.0.1", args.port, 1, settings.log_level)
+        _run_server("todo_api.main:app_from_env", host, args.port, 1, settings.log_level)
     finally:
         postgres.stop()
+
+
+def _dev_banner(database_url: str, port: int, token: str, applied: int) -> str:
+    base = f"http://127.0.0.1:{port}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    return (
+        f"todo-api dev: embedded PostgreSQL in {DATA_DIR / 'postgres'}"
+        f" ({applied} migrations applied)\n"
+        f"  API     {base}   docs {base}/docs\n"
+        f"  db      psql '{database_url}'\n"
+        f"  token   (user {DEMO_USER}, valid 24 h; more with `todo-api token --user ID`)\n"
+        f"{token}\n"
+        f"  try     curl -s {auth} {base}/api/users/me\n"
+        f"          curl -s {auth} {base}/api/tasks\n"
+        f"          curl -s -X POST {auth} -H 'Content-Type: application/json'"
+        f' -d \'{{"title": "Try todo-api"}}\' {base}/api/tasks\n'
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -157,7 +188,9 @@ def cmd_token(args: argparse.Namespace) -> None:
     raw = os.environ.get("BETTER_AUTH_SECRET")
     secret: SecretStr | None = None
     if raw or os.environ.get("BETTER_AUTH_SECRET_FILE"):
-        secret = _load(Settings).better_auth_secret  # type: ignore[arg-type]
+        # Minting needs only the secret, checked by the same rules as `serve`; not the database.
+        placeholder = SecretStr("postgresql://unused/minting-needs-no-database")
+        secret = _load(lambda: Settings(database_url=placeholder)).better_auth_secret
     elif DEV_SECRET_FILE.is_file():
         secret = SecretStr(DEV_SECRET_FILE.read_text(encoding="utf-8").strip())
         print(f"todo-api: using the development secret in {DEV_SECRET_FILE}", file=sys.stderr)

@@ -23,8 +23,13 @@ def _split_csv(value: object) -> object:
 class DatabaseSettings(BaseSettings):
     """Just the database, for commands that need nothing else (`migrate`, `check`)."""
 
+    # An empty variable counts as unset: docker-compose.yml passes `${VAR:-}` for every setting.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
     )
 
     database_url: SecretStr
