@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +39,19 @@ class MigrationStatus:
     applied: bool
 
 
-def _backend_and_migrations(database_url: str) -> tuple[Any, Any]:
+@contextmanager
+def _backend_and_migrations(database_url: str) -> Iterator[tuple[Any, Any]]:
+    """yoyo's backend and the migrations on disk; the backend's connection is closed after."""
     backend = get_backend(_yoyo_url(database_url))
-    return backend, read_migrations(str(sql_dir()))
+    try:
+        yield backend, read_migrations(str(sql_dir()))
+    finally:
+        backend.connection.close()
 
 
 def apply(database_url: str) -> list[str]:
     """Apply every pending migration; return the ids applied."""
-    backend, migrations = _backend_and_migrations(database_url)
-    with backend.lock():
+    with _backend_and_migrations(database_url) as (backend, migrations), backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return [m.id for m in pending]
@@ -53,8 +59,7 @@ def apply(database_url: str) -> list[str]:
 
 def rollback(database_url: str, *, everything: bool = False) -> list[str]:
     """Roll back the latest applied migration (or all of them); return the ids rolled back."""
-    backend, migrations = _backend_and_migrations(database_url)
-    with backend.lock():
+    with _backend_and_migrations(database_url) as (backend, migrations), backend.lock():
         to_rollback = backend.to_rollback(migrations)
         if not everything:
             to_rollback = to_rollback[:1]
@@ -64,9 +69,9 @@ def rollback(database_url: str, *, everything: bool = False) -> list[str]:
 
 def status(database_url: str) -> list[MigrationStatus]:
     """Every known migration, in order, with whether it is applied."""
-    backend, migrations = _backend_and_migrations(database_url)
-    applied = backend.get_applied_migration_hashes()
-    return [MigrationStatus(m.id, m.hash in applied) for m in migrations]
+    with _backend_and_migrations(database_url) as (backend, migrations):
+        applied = backend.get_applied_migration_hashes()
+        return [MigrationStatus(m.id, m.hash in applied) for m in migrations]
 
 
 def pending(database_url: str) -> list[str]:
