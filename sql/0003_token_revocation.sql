@@ -14,13 +14,13 @@ create table revoked_tokens (
 comment on table revoked_tokens is 'Single tokens revoked before their expiry (DELETE /api/users/me/token). Rows past expires_at no longer matter and are purged.';
 comment on column revoked_tokens.user_id is 'The token''s sub.';
 comment on column revoked_tokens.token_id is 'jti:<jti> when the token has a jti, else sha256:<hex of the whole token>.';
-comment on column revoked_tokens.expires_at is 'The token''s exp plus leeway; after it the token is refused anyway and the row may be purged.';
+comment on column revoked_tokens.expires_at is 'The token''s exp plus the verifier''s leeway; after it the token is refused as expired anyway, todo_begin_request ignores the row and todo_purge_expired_revocations deletes it.';
 comment on column revoked_tokens.revoked_at is 'When the revocation was recorded.';
 comment on constraint revoked_tokens_user_id_length on revoked_tokens is 'JWT sub: non-empty, at most 255 characters.';
 comment on constraint revoked_tokens_token_id_length on revoked_tokens is 'A jti is at most 255 characters plus the jti: prefix; a sha256 is 71 characters.';
 
-create index revoked_tokens_expires_idx on revoked_tokens (user_id, expires_at);
-comment on index revoked_tokens_expires_idx is 'Purging a user''s expired revocations.';
+create index revoked_tokens_expires_idx on revoked_tokens (expires_at);
+comment on index revoked_tokens_expires_idx is 'Purging expired revocations (todo_purge_expired_revocations).';
 
 create table user_token_revocations (
     user_id        text primary key,
@@ -51,7 +51,7 @@ create policy revoked_tokens_delete on revoked_tokens for delete to todo_app
 comment on policy revoked_tokens_select on revoked_tokens is 'A request sees only its own user''s revocations.';
 comment on policy revoked_tokens_insert on revoked_tokens is 'A request may revoke only its own user''s tokens.';
 comment on policy revoked_tokens_update on revoked_tokens is 'Re-revoking a token (upsert) touches only the user''s own rows.';
-comment on policy revoked_tokens_delete on revoked_tokens is 'Purging expired revocations touches only the user''s own rows.';
+comment on policy revoked_tokens_delete on revoked_tokens is 'A request may delete only its own user''s revocations (the API never does; expired rows of every user are purged by todo_purge_expired_revocations).';
 
 create policy user_token_revocations_select on user_token_revocations for select to todo_app
     using (user_id = (select nullif(current_setting('app.user_id', true), '')));
@@ -97,3 +97,56 @@ comment on function todo_begin_request(text, text, timestamptz) is
 
 revoke all on function todo_begin_request(text, text, timestamptz) from public;
 grant execute on function todo_begin_request(text, text, timestamptz) to todo_app;
+
+-- Purging every user's expired revocations without widening what a request can see.
+-- todo_maintenance is a NOLOGIN role used only as the owner of one SECURITY DEFINER function; its
+-- policies let it see and delete rows whose expires_at has passed, and nothing else. Those rows
+-- no longer have any effect (todo_begin_request ignores them, the verifier refuses the expired
+-- token by itself), so deleting them changes no answer. todo_app may call the function (the revoke
+-- statements do, in their single round trip) but gains no read access: it returns a count only.
+do $$
+begin
+    if not exists (select from pg_catalog.pg_roles where rolname = 'todo_maintenance') then
+        create role todo_maintenance nologin nosuperuser nocreatedb nocreaterole noinherit noreplication nobypassrls;
+    end if;
+end
+$$;
+
+comment on role todo_maintenance is
+    'todo-api housekeeping: NOLOGIN, no BYPASSRLS; owns only todo_purge_expired_revocations(), which deletes expired token revocations.';
+
+-- Membership lets the migration role hand the function over (ALTER ... OWNER TO needs it).
+grant todo_maintenance to current_user;
+grant usage on schema public to todo_maintenance;
+grant select, delete on revoked_tokens to todo_maintenance;
+
+create policy revoked_tokens_expired_select on revoked_tokens for select to todo_maintenance
+    using (expires_at <= now());
+create policy revoked_tokens_expired_delete on revoked_tokens for delete to todo_maintenance
+    using (expires_at <= now());
+
+comment on policy revoked_tokens_expired_select on revoked_tokens is 'Housekeeping sees only revocations that have expired (and so no longer matter).';
+comment on policy revoked_tokens_expired_delete on revoked_tokens is 'Housekeeping deletes only revocations that have expired.';
+
+create function todo_purge_expired_revocations()
+    returns bigint
+    language sql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+    with purged as (
+        delete from revoked_tokens where expires_at <= now() returning 1
+    )
+    select count(*) from purged
+$$;
+
+comment on function todo_purge_expired_revocations() is
+    'Deletes every user''s expired token revocations and returns how many. SECURITY DEFINER as todo_maintenance, whose policies admit expired rows only; callable by todo_app.';
+
+-- The new owner needs CREATE on the schema at the moment of the hand-over only.
+grant create on schema public to todo_maintenance;
+alter function todo_purge_expired_revocations() owner to todo_maintenance;
+revoke create on schema public from todo_maintenance;
+
+revoke all on function todo_purge_expired_revocations() from public;
+grant execute on function todo_purge_expired_revocations() to todo_app;

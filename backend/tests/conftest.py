@@ -106,10 +106,13 @@ def create_scratch_database(admin_url: str, prefix: str = "todo_test") -> str:
                 )
             )
         # A cluster reused across sessions may hold todo_app already; let the login role grant it.
-        if conn.execute("select 1 from pg_roles where rolname = 'todo_app'").fetchone():
-            conn.execute(
-                sql.SQL("grant todo_app to {} with admin option").format(sql.Identifier(LOGIN_ROLE))
-            )
+        for shared_role in ("todo_app", "todo_maintenance"):
+            if conn.execute("select 1 from pg_roles where rolname = %s", (shared_role,)).fetchone():
+                conn.execute(
+                    sql.SQL("grant {} to {} with admin option").format(
+                        sql.Identifier(shared_role), sql.Identifier(LOGIN_ROLE)
+                    )
+                )
         conn.execute(
             sql.SQL("create database {} owner {}").format(
                 sql.Identifier(name), sql.Identifier(LOGIN_ROLE)

@@ -15,6 +15,7 @@ of a pooled connection, also behind PgBouncer in transaction mode.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, LiteralString, TypeAlias
@@ -75,12 +76,46 @@ class Database:
         self.settings = settings
         self.pool = create_pool(settings)
         self._statement_timeout = str(settings.db_statement_timeout_ms)
+        self._check: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
         await self.pool.close()
+
+    async def recover(self, conn: AsyncConn) -> None:
+        """Leave a connection whose pipeline failed fit for the next request, or closed.
+
+        With prepared statements on, psycopg (3.3) keeps a statement marked as prepared when the
+        pipeline that was to prepare it was aborted by an earlier error (a revoked token, say), and
+        every later use on that connection fails with "prepared statement does not exist". Closing
+        is the public way to drop that cache; the pool replaces a closed connection.
+        """
+        if conn.closed:
+            return
+        if self.settings.db_prepared_statements:
+            await conn.close()
+        elif conn.info.transaction_status != TransactionStatus.IDLE:
+            await conn.execute("ROLLBACK")
+
+    def check_idle_connections(self) -> None:
+        """After a connection-level failure, test the idle connections in the background.
+
+        Requests take pooled connections unchecked (one round trip each), so after a database
+        restart every idle connection is dead; `pool.check()` replaces them all at once instead of
+        letting each fail one request. At most one check runs at a time.
+        """
+        if self._check is None or self._check.done():
+            self._check = asyncio.create_task(self._check_pool())
+
+    async def _check_pool(self) -> None:
+        try:
+            await self.pool.check()
+        except Exception as exc:  # noqa: BLE001 - a failed check only means the next one retries
+            log.info("pool check failed: %s", type(exc).__name__)
 
     def transaction(self, user: User) -> RequestTransaction:
         return RequestTransaction(self, user)
@@ -131,8 +166,7 @@ class RequestTransaction:
                     rows = await cursor.fetchall() if cursor.description else []
                     return rows, cursor.rowcount
                 except psycopg.Error:
-                    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                        await conn.execute("ROLLBACK")
+                    await self._database.recover(conn)
                     raise
         except pg_errors.InvalidAuthorizationSpecification:
             raise TokenRevoked() from None
@@ -142,4 +176,6 @@ class RequestTransaction:
             raise ValidationFailed("The request violates a data constraint.") from None
         except (PoolTimeout, psycopg.OperationalError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
+            if not isinstance(exc, PoolTimeout):
+                self._database.check_idle_connections()
             raise ServiceUnavailable() from None

@@ -87,13 +87,6 @@ class Forbidden(ApiError):
     default_detail = "The token does not grant access to this resource."
 
 
-class BadRequest(ApiError):
-    status = 400
-    code = "bad_request"
-    title = "Bad request"
-    default_detail = "The request could not be understood."
-
-
 class NotFound(ApiError):
     status = 404
     code = "not_found"

@@ -1,12 +1,17 @@
-"""The caller's own account: who they are and how many tasks they have."""
+"""The caller's own account: who they are, how many tasks they have, revoking their tokens."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+import logging
 
-from todo_api.dependencies import Conn, CurrentUser
-from todo_api.services import task_service
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from todo_api.api.openapi import problem_responses
+from todo_api.dependencies import Conn, CurrentUser, SettingsDep
+from todo_api.log import security_event
+from todo_api.services import task_service, token_service
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -24,7 +29,11 @@ class Me(BaseModel):
     tasks: TaskCounts
 
 
-@router.get("/me", summary="The caller and their task counts")
+@router.get(
+    "/me",
+    summary="The caller and their task counts",
+    responses=problem_responses(401, 503, 500),
+)
 async def read_me(user: CurrentUser, conn: Conn) -> Me:
     """The caller and their task counts."""
     total, pending, completed = await task_service.count_tasks(conn, user.id)
@@ -33,4 +42,49 @@ async def read_me(user: CurrentUser, conn: Conn) -> Me:
         email=user.email,
         name=user.name,
         tasks=TaskCounts(total=total, pending=pending, completed=completed),
+    )
+
+
+@router.delete(
+    "/me/token",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke the token sent with this request",
+    responses=problem_responses(401, 503, 500),
+)
+async def revoke_token(
+    request: Request, user: CurrentUser, conn: Conn, settings: SettingsDep
+) -> Response:
+    """Revoke the token sent with this request; it is refused (401 `token_revoked`) from now on."""
+    await token_service.revoke_token(conn, user, leeway_seconds=settings.jwt_leeway_seconds)
+    _log_revocation(request, "token_revoked", user.id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/me/tokens",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke every token of the caller issued so far",
+    responses=problem_responses(401, 503, 500),
+)
+async def revoke_all_tokens(request: Request, user: CurrentUser, conn: Conn) -> Response:
+    """Revoke every token of the caller issued (`iat`) up to now, and every token without `iat`.
+
+    Tokens issued afterwards (sign in again) work.
+    """
+    await token_service.revoke_all_tokens(conn, user.id)
+    _log_revocation(request, "tokens_revoked_all", user.id)
+    return Response(status_code=204)
+
+
+def _log_revocation(request: Request, event: str, user_id: str) -> None:
+    security_event(
+        event,
+        reason="user_request",
+        method=request.method,
+        path=request.url.path,
+        client=request.client.host if request.client else None,
+        user_id=user_id,
+        level=logging.INFO,
     )

@@ -1,0 +1,184 @@
+"""DELETE /api/users/me/token and /api/users/me/tokens: revoked tokens are refused everywhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.conftest import TEST_SECRET, Caller, as_request_role, make_token, new_user_id
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _raw_token(claims: dict[str, Any]) -> str:
+    """A correctly signed token with exactly these claims (no iat added)."""
+    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+
+
+def _every_api_request(app: FastAPI, user_id: str) -> Iterator[tuple[str, str]]:
+    """(method, path) of every authenticated route, with the caller's id in the path."""
+    for template, operations in app.openapi()["paths"].items():
+        if template.startswith("/api/"):
+            path = template.replace("{user_id}", user_id).replace("{task_id}", "1")
+            for method in operations:
+                yield method.upper(), path
+
+
+def _assert_revoked(response: Any) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "token_revoked"
+    assert response.headers["www-authenticate"].startswith('Bearer realm="todo-api"')
+
+
+@pytest.mark.parametrize("jti", [None, "jti-of-the-revoked-token"])
+def test_a_revoked_token_is_refused_on_every_route_while_another_token_works(
+    client: TestClient, app: FastAPI, jti: str | None
+) -> None:
+    user_id = new_user_id()
+    revoked = make_token(user_id, **({"jti": jti} if jti else {}))
+    other = make_token(user_id, jti="jti-of-another-token")
+
+    response = client.delete("/api/users/me/token", headers=_bearer(revoked))
+    assert response.status_code == 204
+    assert response.content == b""
+
+    requests = list(_every_api_request(app, user_id))
+    assert {"/api/users/me", "/api/users/me/token", "/api/users/me/tokens"} <= {
+        path for _, path in requests
+    }
+    for method, path in requests:
+        body = {"title": "refused"} if method in _BODY_METHODS else None
+        _assert_revoked(client.request(method, path, headers=_bearer(revoked), json=body))
+
+    assert client.get("/api/users/me", headers=_bearer(other)).status_code == 200
+
+
+def test_revoking_a_token_does_not_touch_other_users(
+    client: TestClient, alice: Caller, bob: Caller
+) -> None:
+    assert client.delete("/api/users/me/token", headers=alice.headers).status_code == 204
+    assert client.delete("/api/users/me/tokens", headers=alice.headers).status_code == 401
+
+    assert client.get("/api/users/me", headers=bob.headers).status_code == 200
+
+
+def test_revoke_all_refuses_older_tokens_and_tokens_without_iat(
+    client: TestClient, bob: Caller
+) -> None:
+    user_id = new_user_id()
+    now = int(time.time())
+    presented = make_token(user_id)
+    older = _raw_token({"sub": user_id, "iat": now - 600, "exp": now + 3600})
+    without_iat = _raw_token({"sub": user_id, "exp": now + 3600})
+    assert client.get("/api/users/me", headers=_bearer(without_iat)).status_code == 200
+
+    response = client.delete("/api/users/me/tokens", headers=_bearer(presented))
+    assert response.status_code == 204
+
+    for token in (presented, older, without_iat):
+        _assert_revoked(client.get("/api/users/me", headers=_bearer(token)))
+    # Signing in again: a token issued after the revoke-all works.
+    newer = _raw_token({"sub": user_id, "iat": int(time.time()) + 1, "exp": now + 3600})
+    assert client.get("/api/users/me", headers=_bearer(newer)).status_code == 200
+    # Another user's tokens, with or without iat, are untouched.
+    bob_without_iat = _raw_token({"sub": bob.id, "exp": now + 3600})
+    assert client.get("/api/users/me", headers=bob.headers).status_code == 200
+    assert client.get("/api/users/me", headers=_bearer(bob_without_iat)).status_code == 200
+
+
+@pytest.mark.parametrize("exp", [2**70, 1e300, 253402300799])
+def test_an_absurd_expiry_never_causes_a_server_error(client: TestClient, exp: float) -> None:
+    user_id = new_user_id()
+    token = _raw_token({"sub": user_id, "iat": int(time.time()), "exp": exp})
+
+    response = client.delete("/api/users/me/token", headers=_bearer(token))
+
+    assert response.status_code in (204, 401), response.text
+    if response.status_code == 204:
+        _assert_revoked(client.get("/api/users/me", headers=_bearer(token)))
+
+
+def test_revocations_are_logged_as_security_events(
+    client: TestClient, alice: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    second = Caller(alice.id, make_token(alice.id, jti="second"))
+    with caplog.at_level(logging.INFO, logger="todo_api.security"):
+        assert client.delete("/api/users/me/token", headers=alice.headers).status_code == 204
+        assert client.delete("/api/users/me/tokens", headers=second.headers).status_code == 204
+
+    events = {
+        str(getattr(r, "event", "")): r
+        for r in caplog.records
+        if str(getattr(r, "event", "")).startswith("token")
+    }
+    for name, path in (
+        ("token_revoked", "/api/users/me/token"),
+        ("tokens_revoked_all", "/api/users/me/tokens"),
+    ):
+        record: Any = events[name]
+        assert record.user_id == alice.id
+        assert record.method == "DELETE"
+        assert record.path == path
+        assert record.request_id not in ("", "-")
+    assert all(alice.token not in r.getMessage() for r in caplog.records)
+
+
+def test_expired_revocations_of_every_user_are_purged(
+    client: TestClient, database_url: str, alice: Caller, new_caller: Callable[[], Caller]
+) -> None:
+    other = new_caller()
+    insert = (
+        "insert into revoked_tokens (user_id, token_id, expires_at)"
+        " values (%s, %s, now() - interval '1 minute'), (%s, %s, now() + interval '1 hour')"
+    )
+    with as_request_role(database_url, other.id) as conn:
+        conn.execute(insert, (other.id, "jti:expired", other.id, "jti:live"))
+        conn.commit()
+
+    assert client.delete("/api/users/me/token", headers=alice.headers).status_code == 204
+
+    with as_request_role(database_url, other.id) as conn:
+        rows = conn.execute(
+            "select token_id from revoked_tokens where user_id = %s", (other.id,)
+        ).fetchall()
+    assert [row[0] for row in rows] == ["jti:live"]
+
+
+def test_the_purge_function_reveals_nothing_and_deletes_only_expired_rows(
+    database_url: str, new_caller: Callable[[], Caller]
+) -> None:
+    owner, intruder = new_caller(), new_caller()
+    with as_request_role(database_url, owner.id) as conn:
+        conn.execute(
+            "insert into revoked_tokens (user_id, token_id, expires_at)"
+            " values (%s, 'jti:live', now() + interval '1 hour')",
+            (owner.id,),
+        )
+        conn.commit()
+    with as_request_role(database_url, intruder.id) as conn:
+        # As the request role, another user's revocations stay invisible and undeletable.
+        visible = conn.execute(
+            "select count(*) from revoked_tokens where user_id = %s", (owner.id,)
+        ).fetchone()
+        deleted = conn.execute("delete from revoked_tokens where user_id = %s", (owner.id,))
+        purged = conn.execute("select todo_purge_expired_revocations()").fetchone()
+        conn.commit()
+        assert visible == (0,)
+        assert deleted.rowcount == 0
+        assert purged is not None
+    with as_request_role(database_url, owner.id) as conn:
+        kept = conn.execute(
+            "select token_id from revoked_tokens where user_id = %s", (owner.id,)
+        ).fetchall()
+    assert kept == [("jti:live",)]
