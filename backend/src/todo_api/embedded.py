@@ -66,6 +66,9 @@ class EmbeddedPostgres:
         if others:
             return
         server._stop()
+        # pgserver caches one handle per data directory; drop it so a later start() in this
+        # process starts the cluster again instead of returning the stopped handle.
+        type(server)._instances.pop(self.data_dir, None)
         _restore_modes(self._parent_modes)
 
     @property

@@ -19,7 +19,10 @@ from fastapi.testclient import TestClient
 from todo_api.config import Settings
 from todo_api.main import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Debian's chromium; hosted Ubuntu runners ship Google Chrome instead (their apt has no chromium).
+CHROMIUM = next(
+    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+)
 
 
 def _free_port() -> int:
