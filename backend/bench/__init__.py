@@ -1,0 +1,1 @@
+"""The todo-api benchmark: `python -m bench` from `backend/` (README, section Performance)."""
