@@ -1,5 +1,5 @@
 drop function todo_purge_expired_revocations();
-drop function todo_begin_request(text, text, timestamptz);
+drop function todo_begin_request(text, text, timestamptz, text);
 drop table user_token_revocations;
 drop table revoked_tokens;
 revoke usage on schema public from todo_maintenance;

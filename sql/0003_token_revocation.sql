@@ -70,15 +70,22 @@ grant update (expires_at, revoked_at) on revoked_tokens to todo_app;
 grant select, insert on user_token_revocations to todo_app;
 grant update (revoked_before) on user_token_revocations to todo_app;
 
--- Called by every request transaction right after SET LOCAL ROLE todo_app, in the same round
--- trip: binds the transaction to the token's user and refuses a revoked token with SQLSTATE 28000
--- (invalid_authorization_specification), which aborts everything queued after it.
-create function todo_begin_request(p_user_id text, p_token_id text, p_issued_at timestamptz)
+-- The first statement of every request transaction, in the same round trip as the route's own
+-- statement. Before anything is read it enters the request role todo_app for the rest of the
+-- transaction (set_config('role', ..., true) is SET LOCAL ROLE), then sets the statement timeout
+-- and app.user_id, transaction-local too, and refuses a revoked token with SQLSTATE 28000
+-- (invalid_authorization_specification), which aborts everything queued after it. Its revocation
+-- reads therefore run as todo_app, under RLS, like the route's statement.
+create function todo_begin_request(
+    p_user_id text, p_token_id text, p_issued_at timestamptz, p_statement_timeout text
+)
     returns void
     language plpgsql
     set search_path = pg_catalog, public
 as $$
 begin
+    perform set_config('role', 'todo_app', true);
+    perform set_config('statement_timeout', p_statement_timeout, true);
     perform set_config('app.user_id', p_user_id, true);
     if exists (
         select from revoked_tokens r
@@ -92,11 +99,12 @@ begin
 end
 $$;
 
-comment on function todo_begin_request(text, text, timestamptz) is
-    'Sets app.user_id for the current transaction and raises SQLSTATE 28000 if the token is revoked. Runs as the caller (todo_app), so RLS applies to its reads.';
+comment on function todo_begin_request(text, text, timestamptz, text) is
+    'First statement of every request transaction: enters role todo_app, sets statement_timeout and app.user_id (all transaction-local), and raises SQLSTATE 28000 if the token is revoked. SECURITY INVOKER: entering todo_app needs membership in it, so calling it grants nothing.';
 
-revoke all on function todo_begin_request(text, text, timestamptz) from public;
-grant execute on function todo_begin_request(text, text, timestamptz) to todo_app;
+-- The login role calls it before it has entered todo_app; it is harmless to anyone else (it changes
+-- only the caller's own transaction settings, and SET ROLE todo_app fails without membership).
+grant execute on function todo_begin_request(text, text, timestamptz, text) to public;
 
 -- Purging every user's expired revocations without widening what a request can see.
 -- todo_maintenance is a NOLOGIN role used only as the owner of one SECURITY DEFINER function; its

@@ -1,16 +1,19 @@
 """The connection pool and the one request-transaction helper (T003).
 
 Every request that touches data runs as exactly one transaction, sent to Postgres in one round
-trip (psycopg pipeline mode):
+trip (psycopg pipeline mode, then one Sync):
 
-    BEGIN
-    select set_config('role', 'todo_app', true), set_config('statement_timeout', ..., true)
-    select todo_begin_request(user_id, token_id, issued_at)   -- sets app.user_id, checks revocation
+    select todo_begin_request(user_id, token_id, issued_at, statement_timeout)
+        -- SET LOCAL ROLE todo_app, statement_timeout, app.user_id; refuses a revoked token
     <the route's one statement>
-    COMMIT
+    Sync
 
-Role and user are transaction-local (`is_local = true`), so nothing carries over to the next user
-of a pooled connection, also behind PgBouncer in transaction mode.
+Without an explicit BEGIN, the extended query protocol runs everything up to the Sync as one
+implicit transaction: it commits at the Sync when every statement succeeded, and rolls back
+entirely when one failed (the statements after it are skipped). That is BEGIN ... COMMIT without
+the two extra statements. Role, timeout and user are transaction-local (`set_config(..., true)`),
+so nothing carries over to the next user of a pooled connection, also behind PgBouncer in
+transaction mode (which hands the server connection back only at the transaction's end).
 """
 
 from __future__ import annotations
@@ -36,10 +39,7 @@ REQUEST_ROLE = "todo_app"
 Query: TypeAlias = LiteralString | sql.Composed | sql.SQL
 Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
 
-_ENTER_ROLE: LiteralString = (
-    "select set_config('role', 'todo_app', true), set_config('statement_timeout', %s, true)"
-)
-_BEGIN_REQUEST: LiteralString = "select todo_begin_request(%s, %s, %s)"
+_BEGIN_REQUEST: LiteralString = "select todo_begin_request(%s, %s, %s, %s)"
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = create_pool(settings)
-        self._statement_timeout = str(settings.db_statement_timeout_ms)
+        self.statement_timeout = str(settings.db_statement_timeout_ms)
         self._check: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -124,9 +124,9 @@ class Database:
 class RequestTransaction:
     """The request's one transaction: a single statement, run as `todo_app` for `user`.
 
-    It is used once: `fetchone`, `fetchall` or `execute` sends BEGIN, the role and user set-up
-    (with the revocation check), the statement and COMMIT in one round trip, and returns only
-    after COMMIT succeeded, so a response never reports a write that was lost.
+    It is used once: `fetchone`, `fetchall` or `execute` sends the role and user set-up (with the
+    revocation check) and the statement in one round trip, and returns only after the transaction
+    committed, so a response never reports a write that was lost.
     """
 
     def __init__(self, database: Database, user: User) -> None:
@@ -155,14 +155,20 @@ class RequestTransaction:
         try:
             async with self._database.pool.connection() as conn:
                 try:
-                    # Leaving the pipeline block sends Sync and reads every result: one
-                    # round trip. An error aborts the rest of the pipeline and is raised here.
+                    # Leaving the pipeline block sends the Sync that commits the implicit
+                    # transaction and reads every result: one round trip. An error rolls the
+                    # whole transaction back, skips the rest, and is raised here.
                     async with conn.pipeline():
-                        await conn.execute("BEGIN")
-                        await conn.execute(_ENTER_ROLE, (self._database._statement_timeout,))
-                        await conn.execute(_BEGIN_REQUEST, (user.id, user.token_id, user.issued_at))
+                        await conn.execute(
+                            _BEGIN_REQUEST,
+                            (
+                                user.id,
+                                user.token_id,
+                                user.issued_at,
+                                self._database.statement_timeout,
+                            ),
+                        )
                         cursor = await conn.execute(query, params)
-                        await conn.execute("COMMIT")
                     rows = await cursor.fetchall() if cursor.description else []
                     return rows, cursor.rowcount
                 except psycopg.Error:
