@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -31,6 +32,12 @@ from todo_api.security.jwks import ASYMMETRIC_ALGORITHMS, JwksCache, PublishedKe
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_SUBJECT_LENGTH = 255
+# Verified tokens are remembered (by SHA-256) so a token sent again skips parsing and signature
+# checks. An entry lives until the token expires (with leeway) and at most as long as a published
+# key set is trusted without a refetch, so it never outlives what a full check would accept.
+# Revocation is not cached: every request checks it in its database transaction.
+VERIFIED_CACHE_ENTRIES = 10_000
+VERIFIED_CACHE_SECONDS = 300.0
 
 _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -81,12 +88,30 @@ class TokenVerifier:
         # "none" and every algorithm not listed here are refused by PyJWS itself as well.
         self._jws = jwt.PyJWS(algorithms=sorted(self._hmac_algorithms | ASYMMETRIC_ALGORITHMS))
         self._claims = jwt.PyJWT()
+        self._verified: OrderedDict[bytes, tuple[User, float]] = OrderedDict()
 
     async def verify(self, token: str) -> User:
         """The caller named by a valid token; an AuthenticationError (401) otherwise."""
+        raw = token.encode()
         # Checked before anything parses the token.
-        if len(token.encode()) > MAX_TOKEN_BYTES:
+        if len(raw) > MAX_TOKEN_BYTES:
             _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
+        digest = hashlib.sha256(raw).digest()
+        now = time.time()
+        cached = self._verified.get(digest)
+        if cached is not None:
+            user, valid_until = cached
+            if now <= valid_until:
+                return user
+            del self._verified[digest]
+        user = await self._verify_uncached(token)
+        expiry = user.expires_at.timestamp() + self._settings.jwt_leeway_seconds
+        self._verified[digest] = (user, min(expiry, now + VERIFIED_CACHE_SECONDS))
+        if len(self._verified) > VERIFIED_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
+        return user
+
+    async def _verify_uncached(self, token: str) -> User:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
