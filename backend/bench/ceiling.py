@@ -2,12 +2,16 @@
 
 It uses the service's own `bearer_token` and `TokenVerifier`, and is served exactly like the API
 (uvicorn, uvloop, httptools, one worker on the same core), so the API's figures divided by its
-figures say what share of the physical limit the service reaches.
+figures say what share of the physical limit the service reaches. As the issue defines it, the
+ceiling verifies every token in full: its verifier's cache of verified tokens is off
+(CEILING_TOKEN_CACHE=1 turns it on, to see the cached figure).
 
     uvicorn --factory bench.ceiling:create_app  (BETTER_AUTH_SECRET from the environment)
 """
 
 from __future__ import annotations
+
+import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,7 +28,8 @@ FIXED_BODY = b'{"id":1,"title":"ceiling","completed":false}'
 
 def create_app() -> Starlette:
     settings = Settings()  # type: ignore[call-arg]  # from the environment, like the API
-    verifier = TokenVerifier(settings)
+    cached = os.environ.get("CEILING_TOKEN_CACHE") == "1"
+    verifier = TokenVerifier(settings) if cached else TokenVerifier(settings, cache_entries=0)
 
     async def verified(request: Request) -> Response:
         try:

@@ -1,8 +1,8 @@
 """A TCP proxy in front of PostgreSQL that counts round trips and can add latency.
 
 A round trip is a burst of client->server bytes that follows a server->client reply on the same
-connection: the client had to wait for the server before it could go on. A request whose BEGIN,
-role, user, statement and COMMIT are pipelined shows one; a driver that waits for each statement
+connection: the client had to wait for the server before it could go on. A request whose set-up
+and statement are pipelined shows one; a driver that waits for each statement
 shows one per statement.
 
 `latency` (seconds) delays every client->server chunk by that much, in order, so each round trip

@@ -1,8 +1,9 @@
 """One database round trip per request (#6), counted on the wire.
 
 The real app talks to PostgreSQL through a TCP proxy (bench/proxy.py) that counts round trips: a
-burst of client bytes after a server reply. Every data route must cost exactly one: BEGIN, the
-role, `todo_begin_request` (user + revocation check), the statement and COMMIT travel together.
+burst of client bytes after a server reply. Every data route must cost exactly one:
+`todo_begin_request` (role, user, revocation check) and the statement travel together, and the
+Sync that ends the pipeline commits them as one transaction.
 Each route is called past psycopg's prepare threshold, so both the first (unprepared) executions
 and the prepared ones are counted, with prepared statements on and off (the PgBouncer setting).
 

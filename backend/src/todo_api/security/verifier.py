@@ -78,8 +78,15 @@ def _fail(error: AuthenticationError, user_id: str | None = None) -> NoReturn:
 class TokenVerifier:
     """One per process (the lifespan builds it); `verify` is safe to call concurrently."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cache_entries: int = VERIFIED_CACHE_ENTRIES,
+    ) -> None:
         self._settings = settings
+        self._cache_entries = cache_entries
         secret = settings.better_auth_secret
         self._secret = secret.get_secret_value().encode() if secret is not None else None
         self._hmac_algorithms = frozenset(settings.jwt_algorithms) & set(HMAC_ALGORITHMS)
@@ -96,6 +103,8 @@ class TokenVerifier:
         # Checked before anything parses the token.
         if len(raw) > MAX_TOKEN_BYTES:
             _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
+        if self._cache_entries <= 0:
+            return await self._verify_uncached(token)
         digest = hashlib.sha256(raw).digest()
         now = time.time()
         cached = self._verified.get(digest)
@@ -107,7 +116,7 @@ class TokenVerifier:
         user = await self._verify_uncached(token)
         expiry = user.expires_at.timestamp() + self._settings.jwt_leeway_seconds
         self._verified[digest] = (user, min(expiry, now + VERIFIED_CACHE_SECONDS))
-        if len(self._verified) > VERIFIED_CACHE_ENTRIES:
+        if len(self._verified) > self._cache_entries:
             self._verified.popitem(last=False)
         return user
 
