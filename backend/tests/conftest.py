@@ -14,6 +14,7 @@ users (random ids), so they never depend on each other's data.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -229,30 +230,44 @@ async def async_app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-# --- PgBouncer (transaction mode) -------------------------------------------------------------
-# Tests marked `pgbouncer` run the app through a real PgBouncer. They need Debian's `pgbouncer`;
-# .ci/run installs it and sets TODO_API_REQUIRE_PGBOUNCER=1 so that its absence fails CI. On a
-# machine without it they are deselected, and the run says so at the end.
+# --- Tests that need a system program ------------------------------------------------------
+# Tests marked `pgbouncer` run the app through a real PgBouncer (Debian `pgbouncer`); tests marked
+# `chromium` render the docs in a headless browser (Debian `chromium`, or Google Chrome). .ci/run
+# installs both and sets TODO_API_REQUIRE_SYSTEM_TOOLS=1, so their absence fails CI. On a machine
+# without them those tests are deselected, and the run says so at the end.
 
-_PGBOUNCER_DESELECTED: list[str] = []
+
+def chromium_binary() -> str | None:
+    """Debian's chromium; hosted Ubuntu runners ship Google Chrome instead."""
+    return next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
+    )
+
+
+SYSTEM_TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
+    "pgbouncer": (pgbouncer_binary, "apt-get install pgbouncer"),
+    "chromium": (chromium_binary, "apt-get install chromium"),
+}
+_DESELECTED: dict[str, int] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if pgbouncer_binary() is not None or os.environ.get("TODO_API_REQUIRE_PGBOUNCER") == "1":
+    if os.environ.get("TODO_API_REQUIRE_SYSTEM_TOOLS") == "1":
         return
-    keep = [item for item in items if "pgbouncer" not in item.keywords]
-    dropped = [item for item in items if "pgbouncer" in item.keywords]
+    missing = {marker for marker, (find, _) in SYSTEM_TOOLS.items() if find() is None}
+    dropped = [item for item in items if missing & set(item.keywords)]
     if dropped:
-        _PGBOUNCER_DESELECTED.extend(item.nodeid for item in dropped)
+        for marker in missing:
+            _DESELECTED[marker] = sum(marker in item.keywords for item in dropped)
         config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+        items[:] = [item for item in items if item not in dropped]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _PGBOUNCER_DESELECTED:
+    for marker, count in _DESELECTED.items():
         terminalreporter.write_line(
-            f"PgBouncer is not installed: {len(_PGBOUNCER_DESELECTED)} PgBouncer tests were not "
-            "run (apt-get install pgbouncer; CI installs it).",
+            f"{marker} is not installed: {count} tests that need it were not run "
+            f"({SYSTEM_TOOLS[marker][1]}; CI installs it).",
             yellow=True,
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,13 +15,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from tests.conftest import chromium_binary
 from todo_api.config import Settings
 from todo_api.main import create_app
 
-# Debian's chromium; hosted Ubuntu runners ship Google Chrome instead (their apt has no chromium).
-CHROMIUM = next(
-    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
-)
+CHROMIUM = chromium_binary()
 
 
 def _free_port() -> int:
@@ -96,6 +93,7 @@ def _assert_only_loopback(requested: set[str], base: str) -> None:
     assert any("/static-offline-docs/" in url for url in requested)
 
 
+@pytest.mark.chromium
 def test_swagger_ui_renders_operations_and_authorize_offline(live_url: str, tmp_path: Path) -> None:
     dom, requested = _render(f"{live_url}/docs", tmp_path)
 
@@ -108,6 +106,7 @@ def test_swagger_ui_renders_operations_and_authorize_offline(live_url: str, tmp_
     assert f"{live_url}/openapi.json" in requested
 
 
+@pytest.mark.chromium
 def test_redoc_renders_offline(live_url: str, tmp_path: Path) -> None:
     dom, requested = _render(f"{live_url}/redoc", tmp_path)
 
