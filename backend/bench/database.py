@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from todo_api import migrations
-from todo_api.embedded import url_for_database
+from todo_api.embedded import create_owned_database, url_for_database
 
 LOGIN_ROLE = "bench_login"
 LOGIN_PASSWORD = "bench-login-password-not-secret"  # noqa: S105 - a throwaway local role
@@ -45,39 +44,13 @@ class Seeded:
     heavy_first_id: int
 
 
-def _with_login_role(url: str) -> str:
-    """The same postgresql:// URL, connecting as the non-superuser login role."""
-    parts = urlsplit(url)
-    _, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{LOGIN_ROLE}:{LOGIN_PASSWORD}@{host}"))
-
-
 def create(server_admin_url: str) -> BenchDatabase:
     """A fresh, migrated database owned by a non-superuser login role (as tests/conftest.py)."""
     name = f"todo_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_admin_url, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_roles where rolname = %s", (LOGIN_ROLE,)).fetchone():
-            conn.execute(
-                sql.SQL("create role {} login nosuperuser createrole password {}").format(
-                    sql.Identifier(LOGIN_ROLE), sql.Literal(LOGIN_PASSWORD)
-                )
-            )
-        # A cluster that served todo-api before holds its shared roles; let the login role grant
-        # them again, as a fresh migration would.
-        for shared_role in ("todo_app", "todo_maintenance"):
-            if conn.execute("select 1 from pg_roles where rolname = %s", (shared_role,)).fetchone():
-                conn.execute(
-                    sql.SQL("grant {} to {} with admin option").format(
-                        sql.Identifier(shared_role), sql.Identifier(LOGIN_ROLE)
-                    )
-                )
-        conn.execute(
-            sql.SQL("create database {} owner {}").format(
-                sql.Identifier(name), sql.Identifier(LOGIN_ROLE)
-            )
-        )
+    login_url = create_owned_database(
+        server_admin_url, name, role=LOGIN_ROLE, password=LOGIN_PASSWORD
+    )
     admin_url = url_for_database(server_admin_url, name)
-    login_url = _with_login_role(admin_url)
     migrations.apply(login_url)
     return BenchDatabase(admin_url=admin_url, login_url=login_url, name=name)
 

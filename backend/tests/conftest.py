@@ -27,13 +27,12 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from psycopg import sql
 from pydantic import SecretStr
 
 from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 from todo_api import migrations
 from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres, url_for_database
+from todo_api.embedded import EmbeddedPostgres, create_owned_database
 from todo_api.main import create_app
 from todo_api.security.minting import mint_token
 
@@ -88,38 +87,10 @@ def postgres_server() -> Iterator[PostgresServer]:
             embedded.stop()
 
 
-def _with_login_role(url: str) -> str:
-    """The same URL, connecting as the non-superuser login role."""
-    scheme, _, rest = url.partition("://")
-    _, _, host_part = rest.rpartition("@")
-    return f"{scheme}://{LOGIN_ROLE}:{LOGIN_PASSWORD}@{host_part}"
-
-
 def create_scratch_database(admin_url: str, prefix: str = "todo_test") -> str:
     """A new, empty database owned by the login role; returns its URL as the login role."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_roles where rolname = %s", (LOGIN_ROLE,)).fetchone()
-        if not exists:
-            conn.execute(
-                sql.SQL("create role {} login nosuperuser createrole password {}").format(
-                    sql.Identifier(LOGIN_ROLE), sql.Literal(LOGIN_PASSWORD)
-                )
-            )
-        # A cluster reused across sessions may hold todo_app already; let the login role grant it.
-        for shared_role in ("todo_app", "todo_maintenance"):
-            if conn.execute("select 1 from pg_roles where rolname = %s", (shared_role,)).fetchone():
-                conn.execute(
-                    sql.SQL("grant {} to {} with admin option").format(
-                        sql.Identifier(shared_role), sql.Identifier(LOGIN_ROLE)
-                    )
-                )
-        conn.execute(
-            sql.SQL("create database {} owner {}").format(
-                sql.Identifier(name), sql.Identifier(LOGIN_ROLE)
-            )
-        )
-    return _with_login_role(url_for_database(admin_url, name))
+    return create_owned_database(admin_url, name, role=LOGIN_ROLE, password=LOGIN_PASSWORD)
 
 
 @pytest.fixture(scope="session")
