@@ -35,13 +35,21 @@ select c.relname, c.relrowsecurity, c.relforcerowsecurity,
        coalesce((
            select array_agg(p.polname || ' (' || case p.polcmd when 'r' then 'select'
                when 'a' then 'insert' when 'w' then 'update' when 'd' then 'delete' else 'all' end
-               || case when p.polpermissive then '' else ', restrictive' end || ')'
+               || case when p.polpermissive then '' else ', restrictive' end || ', to '
+               || coalesce((select string_agg(coalesce(g.rolname, 'public'), ', ')
+                            from unnest(p.polroles) as pr(oid)
+                            left join pg_roles g on g.oid = pr.oid), 'public') || ')'
                order by p.polname)
            from pg_policy p where p.polrelid = c.oid), '{}') as policies,
        coalesce((
            select array_agg(distinct case p.polcmd when 'r' then 'select' when 'a' then 'insert'
                when 'w' then 'update' when 'd' then 'delete' else 'all' end)
-           from pg_policy p where p.polrelid = c.oid and p.polpermissive), '{}') as policy_commands
+           from pg_policy p
+           where p.polrelid = c.oid and p.polpermissive
+             -- only policies that apply to the request role (or to everyone) cover its commands
+             and (0 = any(p.polroles)
+                  or (select oid from pg_roles where rolname = %(role)s) = any(p.polroles))
+       ), '{}') as policy_commands
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'p')

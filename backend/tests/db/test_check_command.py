@@ -26,9 +26,9 @@ def test_check_passes_a_migrated_database_and_names_everything(
     assert code == 0, report
     for table in ("tasks", "revoked_tokens", "user_token_revocations"):
         assert f"  {table}: rls_enabled=True rls_forced=True" in report
-    for policy in ("tasks_select (select)", "tasks_insert (insert)", "tasks_update (update)",
-                   "tasks_delete (delete)"):  # fmt: skip
-        assert f"policy {policy}" in report
+    for policy in ("tasks_select (select", "tasks_insert (insert", "tasks_update (update",
+                   "tasks_delete (delete"):  # fmt: skip
+        assert f"policy {policy}, to todo_app)" in report
     for attribute in ("superuser: False", "bypassrls: False", "can_login: False"):
         assert attribute in report
     assert "SAFE" in report
@@ -54,6 +54,12 @@ def scratch_url(postgres_server: PostgresServer) -> str:
             "tasks: row-level security is not enabled",
         ),
         ("drop policy tasks_delete on tasks", "tasks: delete is granted to todo_app without"),
+        (
+            # A policy for another role does not cover the request role's commands.
+            "drop policy tasks_delete on tasks;"
+            " create policy other_delete on tasks for delete to todo_maintenance using (true)",
+            "tasks: delete is granted to todo_app without",
+        ),
     ],
 )
 def test_check_fails_a_database_where_rls_could_be_bypassed(
