@@ -19,7 +19,6 @@ from pydantic import (
     StrictBool,
     StrictStr,
     WithJsonSchema,
-    field_validator,
 )
 
 TITLE_MAX = 200
@@ -66,9 +65,27 @@ Description = Annotated[
     StrictStr, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL_PATTERN), AfterValidator(_no_nul)
 ]
 DueDate = Annotated[date, BeforeValidator(_iso_date)]
-# Optional in the body, but never null.
-OptionalTitle = Annotated[Title | None, WithJsonSchema(TITLE_SCHEMA)]
-OptionalCompleted = Annotated[StrictBool | None, WithJsonSchema({"type": "boolean"})]
+
+
+def _never_null(message: str) -> BeforeValidator:
+    """For fields a body may omit but not send as null (an omitted field keeps its default)."""
+
+    def refuse_null(value: object) -> object:
+        if value is None:
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(refuse_null)
+
+
+OptionalTitle = Annotated[
+    Title | None,
+    _never_null("must be a string; a task always has a title"),
+    WithJsonSchema(TITLE_SCHEMA),
+]
+OptionalCompleted = Annotated[
+    StrictBool | None, _never_null("must be true or false"), WithJsonSchema({"type": "boolean"})
+]
 
 
 class _Body(BaseModel):
@@ -90,13 +107,6 @@ class _OptionalFields(_Body):
     completed: OptionalCompleted = None
     due_date: DueDate | None = None
 
-    @field_validator("completed", mode="before")
-    @classmethod
-    def _completed_not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must be true or false")
-        return value
-
 
 class TaskUpdate(_OptionalFields):
     """PUT: `title` required; omitted fields keep their values."""
@@ -109,25 +119,11 @@ class TaskPatch(_OptionalFields):
 
     title: OptionalTitle = None
 
-    @field_validator("title", mode="before")
-    @classmethod
-    def _title_not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must be a string; a task always has a title")
-        return value
-
 
 class TaskToggle(_Body):
     """Toggle body: `{"completed": bool}` sets the value; no body (or `{}`) flips it."""
 
     completed: OptionalCompleted = None
-
-    @field_validator("completed", mode="before")
-    @classmethod
-    def _completed_not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("must be true or false; omit it to toggle")
-        return value
 
 
 class Task(BaseModel):
