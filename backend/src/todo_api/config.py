@@ -66,6 +66,8 @@ class Settings(DatabaseSettings):
         default_factory=lambda: ["http://localhost:3000"]
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Larger request bodies are refused with 413 before the rest of them is read.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1, le=64 * 1024 * 1024)
 
     @field_validator("jwt_algorithms", "cors_origins", mode="before")
     @classmethod
@@ -158,6 +160,7 @@ class Settings(DatabaseSettings):
             "db_prepared_statements": self.db_prepared_statements,
             "cors_origins": self.cors_origins,
             "log_level": self.log_level,
+            "max_body_bytes": self.max_body_bytes,
         }
 
 

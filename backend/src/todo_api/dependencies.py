@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.responses import Response
 
 from todo_api.api.openapi import bearer_scheme
 from todo_api.config import Settings
 from todo_api.db import Database, RequestTransaction
-from todo_api.errors import AuthenticationError, InvalidToken, MissingToken
+from todo_api.errors import AuthenticationError, Forbidden, InvalidToken, MissingToken
 from todo_api.identity import User
 from todo_api.security import TokenVerifier
 
 
-# The dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency
-# in its thread pool, a hop that cost ~80-250 µs of CPU per request in the benchmark (#6).
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
+# that cost ~80-250 µs of CPU per request in the benchmark (#6).
 async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -41,13 +44,14 @@ def bearer_token(request: Request) -> str:
     return credential
 
 
-async def get_current_user(
-    request: Request,
-    # Puts the Bearer scheme in OpenAPI on every route that needs a user. It checks nothing: the
-    # header is parsed by `bearer_token`, so every failure is our problem+json with its code.
-    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-) -> User:
-    """Verify the Bearer token (T002). No database work happens for a request that fails here."""
+async def authenticate(request: Request) -> User:
+    """Verify the request's Bearer token (T002), once per request; a 401 otherwise.
+
+    No database work happens for a request that fails here.
+    """
+    user: User | None = getattr(request.state, "user", None)
+    if user is not None:
+        return user
     verifier: TokenVerifier = request.app.state.verifier
     try:
         user = await verifier.verify(bearer_token(request))
@@ -57,7 +61,43 @@ async def get_current_user(
             request.state.user_id = error.user_id
         raise
     request.state.user_id = user.id
+    request.state.user = user
     return user
+
+
+def check_path_user(path_user: str | None, user: User) -> None:
+    """Hackathon paths (`/api/{user_id}/...`) name the user; only the token's own is allowed."""
+    if path_user is not None and path_user != user.id:
+        raise Forbidden("The user in the path is not the user of the token.", reason="path_user")
+
+
+class AuthenticatedRoute(APIRoute):
+    """A route that authenticates (401) and checks the path user (403) before anything else.
+
+    FastAPI reads and parses the body before it solves any dependency, so a dependency alone
+    would answer a bad body with 422 before a missing token with 401, and read all of a body
+    whose sender it is about to refuse. This handler runs first: the spec's order is 401, 403,
+    then 422, and the body of a refused request is never read.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            check_path_user(request.path_params.get("user_id"), await authenticate(request))
+            return await handle(request)
+
+        return authenticated
+
+
+async def get_current_user(
+    request: Request,
+    # Puts the Bearer scheme in OpenAPI on every route that needs a user. It checks nothing: the
+    # header is parsed by `bearer_token`, so every failure is our problem+json with its code.
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> User:
+    """The verified caller (already verified by `AuthenticatedRoute` on the API routes)."""
+    return await authenticate(request)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -101,6 +101,22 @@ class MethodNotAllowed(ApiError):
     default_detail = "This method is not allowed on this resource."
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+    default_detail = "The request body is larger than this service accepts."
+
+
+class CorsRefused(ApiError):
+    """400: a CORS preflight for an origin, method or header this service does not allow."""
+
+    status = 400
+    code = "cors_refused"
+    title = "CORS preflight refused"
+    default_detail = "The preflight asks for an origin, method or header that is not allowed."
+
+
 class ValidationFailed(ApiError):
     status = 422
     code = "validation_error"

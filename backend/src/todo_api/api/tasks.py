@@ -10,15 +10,24 @@ from __future__ import annotations
 import base64
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from todo_api.api.openapi import PROBLEM_RESPONSES
 from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
-from todo_api.dependencies import Conn, CurrentUser
-from todo_api.errors import Forbidden, NotFound, ValidationFailed
+from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, check_path_user
+from todo_api.errors import NotFound, ValidationFailed
 from todo_api.services import task_service
 from todo_api.services.task_service import CursorKey, ListQuery, SortKey, SortOrder, TaskChanges
 
@@ -26,7 +35,22 @@ JSON = "application/json"
 MAX_TASK_ID = 2**63 - 1  # bigint
 MAX_CURSOR_LENGTH = 2048
 
-TaskId = Annotated[int, Path(ge=1, le=MAX_TASK_ID, description="The task's id.")]
+
+def _decimal_digits(value: object) -> object:
+    """Integers in paths and queries are plain decimal digits: no sign, `_`, point or space.
+
+    Pydantic's lax mode would read `+80`, `1_0`, `81.0` and ` 81` as numbers.
+    """
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 32):
+        raise ValueError("must be a whole number written in plain decimal digits")
+    return value
+
+
+DecimalDigits = BeforeValidator(_decimal_digits)
+# The validator comes after Path/Query: FastAPI reads its parameter metadata from the first item.
+TaskId = Annotated[
+    int, Path(ge=1, le=MAX_TASK_ID, description="The task's id (decimal digits)."), DecimalDigits
+]
 
 StatusFilter = Literal["all", "pending", "incomplete", "completed"]
 SortParam = Literal["created", "created_at", "updated", "updated_at", "title", "due_date"]
@@ -53,16 +77,17 @@ _DEFAULT_ORDER: dict[SortKey, SortOrder] = {
 }
 
 
-def require_path_user(
+async def require_path_user(
     user_id: Annotated[str, Path(description="Must equal the token's user id.")],
     user: CurrentUser,
 ) -> None:
-    """Hackathon paths name the user; only the token's own user is allowed."""
-    if user_id != user.id:
-        raise Forbidden("The user in the path is not the user of the token.", reason="path_user")
+    """Documents `{user_id}`; `AuthenticatedRoute` has already refused another user (403)."""
+    check_path_user(user_id, user)
 
 
-task_routes = APIRouter(prefix="/tasks", responses=PROBLEM_RESPONSES)
+task_routes = APIRouter(
+    prefix="/tasks", responses=PROBLEM_RESPONSES, route_class=AuthenticatedRoute
+)
 router = APIRouter()
 
 
@@ -72,6 +97,18 @@ def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = No
 
 def _not_found() -> NotFound:
     return NotFound("No task with this id.")
+
+
+def _collection_path(request: Request) -> str:
+    """The path of the task collection the request addressed, percent-encoded.
+
+    Built from the path parameters, never from the request's Host or raw path, so `Location`
+    and `Link` are relative references that name the same collection whatever the user id.
+    """
+    path_user = request.path_params.get("user_id")
+    if path_user is None:
+        return "/api/tasks"
+    return f"/api/{quote(path_user, safe='')}/tasks"
 
 
 # --- the list cursor -------------------------------------------------------------------------
@@ -125,6 +162,9 @@ def _cursor_key(cursor: _Cursor) -> CursorKey:
         return None if cursor.k is None else date.fromisoformat(cursor.k)
     if cursor.k is None:
         raise ValueError("missing key")
+    if "\x00" in cursor.k:
+        raise ValueError("NUL in key")  # PostgreSQL text cannot hold it
+    cursor.k.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
     if cursor.s is SortKey.TITLE:
         return cursor.k
     timestamp = datetime.fromisoformat(cursor.k)
@@ -160,7 +200,7 @@ async def list_tasks(
             description="Case-insensitive substring of title or description.",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: Annotated[int, Query(ge=1, le=100), DecimalDigits] = 50,
     cursor: Annotated[
         str | None,
         Query(max_length=MAX_CURSOR_LENGTH, description="From the previous page's `Link`."),
@@ -191,7 +231,8 @@ async def list_tasks(
             params["q"] = q
         params["limit"] = limit
         params["cursor"] = _encode_cursor(sort_key, direction, page.last_key, page.last_id)
-        headers["Link"] = f'<{request.url.replace_query_params(**params)}>; rel="next"'
+        query_string = urlencode(params, quote_via=quote, safe="")
+        headers["Link"] = f'<{_collection_path(request)}?{query_string}>; rel="next"'
     return _json(page.body, headers=headers)
 
 
@@ -200,6 +241,8 @@ async def create_task(
     request: Request, user: CurrentUser, conn: Conn, body: Annotated[TaskCreate, Body()]
 ) -> Response:
     """Create a task for the caller; `Location` names it."""
+    # Computed before the statement commits: nothing after the commit may fail.
+    collection = _collection_path(request)
     task_id, task = await task_service.create_task(
         conn,
         user.id,
@@ -208,7 +251,7 @@ async def create_task(
         completed=body.completed,
         due_date=body.due_date,
     )
-    return _json(task, 201, {"Location": f"{request.url.path.rstrip('/')}/{task_id}"})
+    return _json(task, 201, {"Location": f"{collection}/{task_id}"})
 
 
 @task_routes.get("/{task_id}", response_model=Task, summary="Get a task")

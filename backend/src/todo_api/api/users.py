@@ -9,11 +9,11 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from todo_api.api.openapi import problem_responses
-from todo_api.dependencies import Conn, CurrentUser, SettingsDep
+from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, SettingsDep
 from todo_api.log import security_event
 from todo_api.services import task_service, token_service
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/api/users", tags=["users"], route_class=AuthenticatedRoute)
 
 
 class TaskCounts(BaseModel):
