@@ -7,14 +7,17 @@ is never read" is observed, not assumed.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import Caller
+from tests.support.live_server import live_server
 from todo_api.config import Settings
 from todo_api.main import create_app
 
@@ -194,3 +197,21 @@ def test_a_body_at_the_limit_is_accepted_and_one_byte_more_is_not(
         assert refused.headers["content-type"] == "application/problem+json"
         listed = client.get("/api/tasks", headers=caller.headers).json()
         assert [task["title"] for task in listed] == ["fits"]
+
+
+def test_a_real_server_answers_401_before_a_50_mb_body_arrives(settings: Settings) -> None:
+    """Over a socket: headers promising 50 MB and only a few bytes sent; the 401 comes at once."""
+    with live_server(create_app(settings)) as base_url:
+        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+        assert host is not None
+        assert port is not None
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /api/tasks HTTP/1.1\r\nHost: localhost\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {FIFTY_MB}\r\n\r\n".encode()
+                + b'{"title": "'
+            )
+            answer = sock.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 401 "), answer
+    assert "application/problem+json" in answer
