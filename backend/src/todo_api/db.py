@@ -179,7 +179,10 @@ class RequestTransaction:
         except (pg_errors.CheckViolation, pg_errors.NotNullViolation, pg_errors.DataError) as exc:
             # API validation should have caught it; the database is the last line.
             log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)
-            raise ValidationFailed("The request violates a data constraint.") from None
+            raise ValidationFailed(
+                "The request violates a data constraint.",
+                errors=[{"loc": ["body"], "msg": "violates a data constraint"}],
+            ) from None
         except (PoolTimeout, psycopg.OperationalError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             if not isinstance(exc, PoolTimeout):

@@ -101,6 +101,27 @@ class MethodNotAllowed(ApiError):
     default_detail = "This method is not allowed on this resource."
 
 
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+    default_detail = "A request with this Idempotency-Key is still in progress; retry shortly."
+
+
+class PreconditionFailed(ApiError):
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+    default_detail = "The task has changed since the version named in If-Match; nothing changed."
+
+
+class IdempotencyKeyReused(ApiError):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+    default_detail = "This Idempotency-Key was already used with a different request body."
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

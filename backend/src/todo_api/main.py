@@ -38,7 +38,7 @@ from todo_api.middleware import (
 )
 from todo_api.security import TokenVerifier
 
-EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After"]
+EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag"]
 
 
 def _request_id(request: Request) -> str:
@@ -175,7 +175,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "Idempotency-Key",
+            "If-Match",
+            "If-None-Match",
+        ],
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )

@@ -81,7 +81,7 @@ class Wire:
         """The response and the round trips it cost."""
         await self.settle()
         before = self.proxy.round_trips
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
         response = await self.client.request(method, url, headers=headers, **kwargs)
         return response, self.proxy.round_trips - before
 
@@ -128,7 +128,46 @@ ROUTES: dict[str, tuple[Call, int]] = {
     ),
     "toggle": (lambda w, t, i: w.counted("PATCH", f"/api/tasks/{i}/complete", t), 200),
     "users_me": (lambda w, t, i: w.counted("GET", "/api/users/me", t), 200),
+    # A new key each call, then (below) replays of one key: both one round trip.
+    "create_with_key": (
+        lambda w, t, i: w.counted(
+            "POST", "/api/tasks", t, json={"title": "Keyed"}, headers={"Idempotency-Key": _key()}
+        ),
+        201,
+    ),
+    "create_replayed": (
+        lambda w, t, i: w.counted(
+            "POST", "/api/tasks", t, json={"title": "Once"}, headers={"Idempotency-Key": "once"}
+        ),
+        201,
+    ),
+    "patch_if_match": (
+        lambda w, t, i: w.counted(
+            "PATCH", f"/api/tasks/{i}", t, json={"title": "If"}, headers={"If-Match": "*"}
+        ),
+        200,
+    ),
+    "patch_stale": (
+        lambda w, t, i: w.counted(
+            "PATCH", f"/api/tasks/{i}", t, json={"title": "If"}, headers={"If-Match": '"0.0"'}
+        ),
+        412,
+    ),
+    "toggle_if_match": (
+        lambda w, t, i: w.counted(
+            "PATCH", f"/api/tasks/{i}/complete", t, headers={"If-Match": "*"}
+        ),
+        200,
+    ),
+    "get_not_modified": (
+        lambda w, t, i: w.counted("GET", f"/api/tasks/{i}", t, headers={"If-None-Match": "*"}),
+        304,
+    ),
 }
+
+
+def _key() -> str:
+    return new_user_id()
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -159,6 +198,21 @@ async def test_delete_costs_one_round_trip(wire: Wire) -> None:
     assert counts == [1] * CALLS_PER_ROUTE
     response, _ = await wire.counted("GET", f"/api/tasks/{ids[0]}", token)
     assert response.status_code == 404
+
+
+async def test_conditional_delete_costs_one_round_trip(wire: Wire) -> None:
+    token = make_token(new_user_id())
+    task_id = await _create(wire, token)
+
+    stale, stale_trips = await wire.counted(
+        "DELETE", f"/api/tasks/{task_id}", token, headers={"If-Match": f'"{task_id}.9"'}
+    )
+    deleted, deleted_trips = await wire.counted(
+        "DELETE", f"/api/tasks/{task_id}", token, headers={"If-Match": f'"{task_id}.1"'}
+    )
+
+    assert (stale.status_code, stale_trips) == (412, 1)
+    assert (deleted.status_code, deleted_trips) == (204, 1)
 
 
 async def test_missing_task_is_one_round_trip_and_not_found(wire: Wire) -> None:

@@ -17,9 +17,11 @@ from pydantic import BaseModel, Field
 from todo_api.errors import (
     PROBLEM_MEDIA_TYPE,
     ApiError,
+    Conflict,
     Forbidden,
     InternalError,
     NotFound,
+    PreconditionFailed,
     ServiceUnavailable,
     TokenExpired,
     ValidationFailed,
@@ -52,6 +54,8 @@ _DESCRIPTIONS: dict[int, str] = {
     401: "Missing, invalid, expired or revoked Bearer token (`WWW-Authenticate: Bearer ...`).",
     403: "The `{user_id}` in the path is not the token's user.",
     404: "No such task for this user (absent and another user's are indistinguishable).",
+    409: "A create with this `Idempotency-Key` is still in progress; retry shortly.",
+    412: "`If-Match` names no current version of the task; nothing changed.",
     422: "Invalid body, query parameter or path parameter; `errors` lists each problem.",
     503: "Database unreachable or pool exhausted; retry after `Retry-After` seconds.",
     500: "An unexpected error; the body carries no internals, only the `request_id` to report.",
@@ -61,6 +65,8 @@ _EXAMPLE_ERRORS: dict[int, ApiError] = {
     401: TokenExpired(),
     403: Forbidden(),
     404: NotFound(),
+    409: Conflict(),
+    412: PreconditionFailed(),
     422: ValidationFailed(
         "body.title: Field required", errors=[{"loc": ["body", "title"], "msg": "Field required"}]
     ),

@@ -8,13 +8,17 @@ the hackathon API, under `/api/{user_id}/tasks`, where the path user must be the
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,12 +28,31 @@ from pydantic import (
     ValidationError,
 )
 
-from todo_api.api.openapi import PROBLEM_RESPONSES
+from todo_api.api.openapi import PROBLEM_RESPONSES, problem_responses
+from todo_api.api.preconditions import etag, if_match_condition, none_match
 from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
 from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, check_path_user
-from todo_api.errors import NotFound, ValidationFailed
+from todo_api.errors import (
+    ApiError,
+    Conflict,
+    IdempotencyKeyReused,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from todo_api.services import task_service
-from todo_api.services.task_service import CursorKey, ListQuery, SortKey, SortOrder, TaskChanges
+from todo_api.services.task_service import (
+    CursorKey,
+    IdempotencyKey,
+    KeyOutcome,
+    ListQuery,
+    NewTask,
+    Refusal,
+    SortKey,
+    SortOrder,
+    StoredTask,
+    TaskChanges,
+)
 
 JSON = "application/json"
 MAX_TASK_ID = 2**63 - 1  # bigint
@@ -236,31 +259,116 @@ async def list_tasks(
     return _json(page.body, headers=headers)
 
 
-@task_routes.post("", status_code=201, response_model=Task, summary="Create a task")
+def _idempotency_key(value: str | None) -> str | None:
+    """The key of an `Idempotency-Key` header: an sf-string (`"…"`), or a bare token.
+
+    1-255 printable ASCII characters once unquoted; RFC 8941 escapes (`\\"`, `\\\\`) are honoured.
+    """
+    if value is None:
+        return None
+    text = value.strip(" \t")
+    if text.startswith('"'):
+        match = _SF_STRING.fullmatch(text)
+        if match is None:
+            raise ValueError("must be a quoted string (sf-string) or a bare token")
+        text = re.sub(r"\\(.)", r"\1", match.group(1))
+    elif not _BARE_KEY.fullmatch(text):
+        raise ValueError("must be a quoted string (sf-string) or a bare token")
+    if not 1 <= len(text) <= MAX_IDEMPOTENCY_KEY:
+        raise ValueError(f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return text
+
+
+MAX_IDEMPOTENCY_KEY = 255
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+_BARE_KEY = re.compile(r"[\x21\x23-\x7e]+")
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "Makes a retried create safe: the same key and body answer the original 201 and "
+            'create nothing. An sf-string (`"8e03978e-…"`) or a bare token; keys live 24 h.'
+        ),
+    ),
+    AfterValidator(_idempotency_key),
+]
+IfMatchHeader = Annotated[
+    list[str] | None,
+    Header(
+        alias="If-Match",
+        description="Write only if the task's ETag is one of these (`*`: any); else 412.",
+    ),
+]
+IfNoneMatchHeader = Annotated[
+    list[str] | None,
+    Header(alias="If-None-Match", description="304 when the task's ETag matches (weak)."),
+]
+
+
+def _fingerprint(body: TaskCreate) -> str:
+    """The same request body, however it was spelled (key order, spaces, ignored fields)."""
+    normal = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+def _task_response(task_id: int, task: StoredTask, status_code: int = 200) -> Response:
+    return _json(task.body, status_code, {"ETag": etag(task_id, task.version)})
+
+
+def _refused(refusal: Refusal) -> ApiError:
+    if refusal is Refusal.STALE:
+        return PreconditionFailed()
+    return _not_found()
+
+
+@task_routes.post(
+    "",
+    status_code=201,
+    response_model=Task,
+    summary="Create a task",
+    responses=problem_responses(409),
+)
 async def create_task(
-    request: Request, user: CurrentUser, conn: Conn, body: Annotated[TaskCreate, Body()]
+    request: Request,
+    user: CurrentUser,
+    conn: Conn,
+    body: Annotated[TaskCreate, Body()],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create a task for the caller; `Location` names it."""
     # Computed before the statement commits: nothing after the commit may fail.
     collection = _collection_path(request)
-    task_id, task = await task_service.create_task(
-        conn,
-        user.id,
-        title=body.title,
-        description=body.description,
-        completed=body.completed,
-        due_date=body.due_date,
-    )
-    return _json(task, 201, {"Location": f"{collection}/{task_id}"})
+    new = NewTask(body.title, body.description, body.completed, body.due_date)
+    key = None if idempotency_key is None else IdempotencyKey(idempotency_key, _fingerprint(body))
+    outcome = await task_service.create_task(conn, user.id, new, key)
+    if outcome is KeyOutcome.REUSED:
+        raise IdempotencyKeyReused()
+    if outcome is KeyOutcome.IN_FLIGHT:
+        raise Conflict()
+    response = _task_response(outcome.task_id, outcome.task, 201)
+    response.headers["Location"] = f"{collection}/{outcome.task_id}"
+    return response
 
 
-@task_routes.get("/{task_id}", response_model=Task, summary="Get a task")
-async def read_task(task_id: TaskId, user: CurrentUser, conn: Conn) -> Response:
+@task_routes.get(
+    "/{task_id}",
+    response_model=Task,
+    summary="Get a task",
+    responses={304: {"description": "Not modified"}},
+)
+async def read_task(
+    task_id: TaskId, user: CurrentUser, conn: Conn, if_none_match: IfNoneMatchHeader = None
+) -> Response:
     """One of the caller's tasks."""
     task = await task_service.get_task(conn, user.id, task_id)
     if task is None:
         raise _not_found()
-    return _json(task)
+    tag = etag(task_id, task.version)
+    if if_none_match and none_match(if_none_match, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    return _task_response(task_id, task)
 
 
 def _changes(body: TaskUpdate | TaskPatch) -> TaskChanges:
@@ -275,50 +383,91 @@ def _changes(body: TaskUpdate | TaskPatch) -> TaskChanges:
     )
 
 
-async def _update(conn: Conn, user_id: str, task_id: int, changes: TaskChanges) -> Response:
-    task = await task_service.update_task(conn, user_id, task_id, changes)
-    if task is None:
-        raise _not_found()
-    return _json(task)
+async def _update(
+    conn: Conn, user_id: str, task_id: int, changes: TaskChanges, if_match: list[str] | None
+) -> Response:
+    condition = if_match_condition(if_match or [], task_id)
+    task = await task_service.update_task(conn, user_id, task_id, changes, condition)
+    if isinstance(task, Refusal):
+        raise _refused(task)
+    return _task_response(task_id, task)
 
 
-@task_routes.put("/{task_id}", response_model=Task, summary="Replace a task's fields")
+_WRITE_RESPONSES = problem_responses(412)
+
+
+@task_routes.put(
+    "/{task_id}",
+    response_model=Task,
+    summary="Replace a task's fields",
+    responses=_WRITE_RESPONSES,
+)
 async def update_task(
-    task_id: TaskId, user: CurrentUser, conn: Conn, body: Annotated[TaskUpdate, Body()]
+    task_id: TaskId,
+    user: CurrentUser,
+    conn: Conn,
+    body: Annotated[TaskUpdate, Body()],
+    if_match: IfMatchHeader = None,
 ) -> Response:
     """Update a task: `title` is required, omitted fields keep their values."""
-    return await _update(conn, user.id, task_id, _changes(body))
+    return await _update(conn, user.id, task_id, _changes(body), if_match)
 
 
-@task_routes.patch("/{task_id}", response_model=Task, summary="Change some of a task's fields")
+@task_routes.patch(
+    "/{task_id}",
+    response_model=Task,
+    summary="Change some of a task's fields",
+    responses=_WRITE_RESPONSES,
+)
 async def patch_task(
-    task_id: TaskId, user: CurrentUser, conn: Conn, body: Annotated[TaskPatch, Body()]
+    task_id: TaskId,
+    user: CurrentUser,
+    conn: Conn,
+    body: Annotated[TaskPatch, Body()],
+    if_match: IfMatchHeader = None,
 ) -> Response:
     """Partial update: only the fields sent change; null clears description or due_date."""
-    return await _update(conn, user.id, task_id, _changes(body))
+    return await _update(conn, user.id, task_id, _changes(body), if_match)
 
 
-@task_routes.delete("/{task_id}", status_code=204, response_class=Response, summary="Delete a task")
-async def delete_task(task_id: TaskId, user: CurrentUser, conn: Conn) -> Response:
+@task_routes.delete(
+    "/{task_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a task",
+    responses=_WRITE_RESPONSES,
+)
+async def delete_task(
+    task_id: TaskId, user: CurrentUser, conn: Conn, if_match: IfMatchHeader = None
+) -> Response:
     """Delete one of the caller's tasks."""
-    if not await task_service.delete_task(conn, user.id, task_id):
-        raise _not_found()
+    condition = if_match_condition(if_match or [], task_id)
+    refusal = await task_service.delete_task(conn, user.id, task_id, condition)
+    if refusal is not None:
+        raise _refused(refusal)
     return Response(status_code=204)
 
 
-@task_routes.patch("/{task_id}/complete", response_model=Task, summary="Toggle completion")
+@task_routes.patch(
+    "/{task_id}/complete",
+    response_model=Task,
+    summary="Toggle completion",
+    responses=_WRITE_RESPONSES,
+)
 async def toggle_task(
     task_id: TaskId,
     user: CurrentUser,
     conn: Conn,
     body: Annotated[TaskToggle | None, Body()] = None,
+    if_match: IfMatchHeader = None,
 ) -> Response:
     """Flip `completed`, or set it with `{"completed": true|false}`."""
     completed = body.completed if body is not None else None
-    task = await task_service.toggle_task(conn, user.id, task_id, completed)
-    if task is None:
-        raise _not_found()
-    return _json(task)
+    condition = if_match_condition(if_match or [], task_id)
+    task = await task_service.toggle_task(conn, user.id, task_id, completed, condition)
+    if isinstance(task, Refusal):
+        raise _refused(task)
+    return _task_response(task_id, task)
 
 
 router.include_router(task_routes, prefix="/api", tags=["tasks"])

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, LiteralString, TypeAlias
 
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 from todo_api.db import RequestTransaction
 
@@ -149,7 +150,7 @@ LIST_STATEMENTS: dict[tuple[SortKey, SortOrder, bool], sql.Composed] = {
 }
 
 _GET_TASK = sql.SQL(
-    "select {task}::text from tasks t where t.id = %(id)s and t.user_id = %(user_id)s"
+    "select {task}::text, t.version from tasks t where t.id = %(id)s and t.user_id = %(user_id)s"
 ).format(task=_TASK_JSON)
 
 # The explicit user_id agrees with the column default (app.user_id) and the INSERT policy's
@@ -157,29 +158,93 @@ _GET_TASK = sql.SQL(
 _CREATE_TASK = sql.SQL(
     """insert into tasks as t (user_id, title, description, completed, due_date)
 values (%(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s)
-returning t.id, {task}::text"""
+returning t.id, {task}::text, t.version"""
+).format(task=_TASK_JSON)
+
+# A create with an Idempotency-Key, still one statement. A transaction-scoped advisory lock on
+# (user, key) tells a request whose twin is still running (lock not acquired: 409) from one that
+# may go ahead. A key already recorded (and not expired) is answered from its row: replay, or
+# reuse with another body. Otherwise the task and its key are inserted together, so the key
+# exists exactly when the task was created. A twin that committed after this statement's snapshot
+# was taken is invisible to `prior` but not to the primary key: the key insert then fails with a
+# unique violation, the whole transaction rolls back, and the client is told to retry (409).
+_CREATE_TASK_WITH_KEY = sql.SQL(
+    """with lock as materialized (
+    select pg_try_advisory_xact_lock(hashtextextended(%(user_id)s || ' ' || %(key)s, 0)) as acquired
+),
+prior as materialized (
+    select k.fingerprint, k.task_id, k.response
+    from idempotency_keys k
+    where k.user_id = %(user_id)s and k.key = %(key)s and k.expires_at > now()
+),
+purged as materialized (
+    select todo_purge_expired_idempotency_keys()
+    from lock
+    where lock.acquired and not exists (select from prior)
+),
+created as (
+    insert into tasks as t (user_id, title, description, completed, due_date)
+    select %(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s from purged
+    returning t.id, {task}::text as body, t.version
+),
+remembered as (
+    insert into idempotency_keys (user_id, key, fingerprint, task_id, response)
+    select %(user_id)s, %(key)s, %(fingerprint)s, c.id, c.body from created c
+)
+select l.acquired, p.fingerprint, p.task_id, p.response, c.id, c.body, c.version
+from lock l left join prior p on true left join created c on true"""
 ).format(task=_TASK_JSON)
 
 # One UPDATE for PUT and PATCH: a field changes only when the request supplied it. title and
 # completed are never NULL, so NULL means "not supplied"; description and due_date may be cleared
 # with NULL, so they carry explicit flags.
-_UPDATE_TASK = sql.SQL(
+_UPDATE_SET = sql.SQL(
     """update tasks as t set
     title = coalesce(%(title)s, t.title),
     description = case when %(set_description)s then %(description)s::text else t.description end,
     completed = coalesce(%(completed)s::boolean, t.completed),
-    due_date = case when %(set_due_date)s then %(due_date)s::date else t.due_date end
-where t.id = %(id)s and t.user_id = %(user_id)s
-returning {task}::text"""
-).format(task=_TASK_JSON)
+    due_date = case when %(set_due_date)s then %(due_date)s::date else t.due_date end"""
+)
+_TOGGLE_SET = sql.SQL(
+    "update tasks as t set completed = coalesce(%(completed)s::boolean, not t.completed)"
+)
+_WHERE_OWN = sql.SQL("where t.id = %(id)s and t.user_id = %(user_id)s")
+# If-Match, checked by the write itself: under concurrent writes Postgres re-checks the WHERE
+# against the newest row version, so a write never lands on a version the client did not name.
+_WHERE_OWN_AND_VERSION = sql.SQL(
+    "where t.id = %(id)s and t.user_id = %(user_id)s"
+    " and (%(any_version)s or t.version = any(%(versions)s::bigint[]))"
+)
+_RETURNING_TASK = sql.SQL("returning {task}::text as body, t.version").format(task=_TASK_JSON)
+# With a precondition the statement also says whether the task exists, so a refused write is
+# told apart from an absent task (412 vs 404) in the same round trip.
+_CONDITIONAL = sql.SQL(
+    """with target as (
+    {write}
+)
+select target.body, target.version,
+       exists (select from tasks t where t.id = %(id)s and t.user_id = %(user_id)s)
+from (select) as one left join target on true"""
+)
 
-_TOGGLE_TASK = sql.SQL(
-    """update tasks as t set completed = coalesce(%(completed)s::boolean, not t.completed)
-where t.id = %(id)s and t.user_id = %(user_id)s
-returning {task}::text"""
-).format(task=_TASK_JSON)
+
+def _write(set_clause: sql.SQL, where: sql.SQL) -> sql.Composed:
+    return sql.SQL("{set}\n{where}\n{returning}").format(
+        set=set_clause, where=where, returning=_RETURNING_TASK
+    )
+
+
+_UPDATE_TASK = _write(_UPDATE_SET, _WHERE_OWN)
+_UPDATE_TASK_IF = _CONDITIONAL.format(write=_write(_UPDATE_SET, _WHERE_OWN_AND_VERSION))
+_TOGGLE_TASK = _write(_TOGGLE_SET, _WHERE_OWN)
+_TOGGLE_TASK_IF = _CONDITIONAL.format(write=_write(_TOGGLE_SET, _WHERE_OWN_AND_VERSION))
 
 _DELETE_TASK: LiteralString = "delete from tasks where id = %(id)s and user_id = %(user_id)s"
+_DELETE_TASK_IF = _CONDITIONAL.format(
+    write=sql.SQL("delete from tasks as t {where} returning null::text as body, t.version").format(
+        where=_WHERE_OWN_AND_VERSION
+    )
+)
 
 _COUNT_TASKS: LiteralString = """
 select count(*), count(*) filter (where not completed), count(*) filter (where completed)
@@ -245,84 +310,184 @@ async def list_tasks(conn: RequestTransaction, user_id: str, query: ListQuery) -
         "after_key": query.after_key,
         "after_id": query.after_id,
     }
-    row = await conn.fetchone(statement, params)
-    if row is None:  # an aggregate always returns a row
-        return Page("[]", False, None, None)
-    body, has_more, last_key, last_id = row
+    body, has_more, last_key, last_id = _one(await conn.fetchone(statement, params))
     return Page(str(body), bool(has_more), last_key, last_id)
 
 
-async def get_task(conn: RequestTransaction, user_id: str, task_id: int) -> str | None:
-    """The task as JSON text, or None when it is absent or not the user's."""
+@dataclass(frozen=True)
+class StoredTask:
+    """A task as the API answers it (JSON text built by Postgres) and its version."""
+
+    body: str
+    version: int
+
+
+@dataclass(frozen=True)
+class VersionCondition:
+    """The versions of a task an If-Match admits: any existing one, or those listed."""
+
+    any_version: bool
+    versions: tuple[int, ...]
+
+    def admits(self, version: int) -> bool:
+        return self.any_version or version in self.versions
+
+
+class Refusal(Enum):
+    """Why a write of one task did not happen."""
+
+    NOT_FOUND = "not_found"  # absent or another user's: indistinguishable
+    STALE = "stale"  # the precondition admits no current version
+
+
+async def get_task(conn: RequestTransaction, user_id: str, task_id: int) -> StoredTask | None:
+    """The task, or None when it is absent or not the user's."""
     row = await conn.fetchone(_GET_TASK, {"id": task_id, "user_id": user_id})
-    return None if row is None else str(row[0])
+    return None if row is None else StoredTask(str(row[0]), int(row[1]))
+
+
+@dataclass(frozen=True)
+class NewTask:
+    title: str
+    description: str | None
+    completed: bool
+    due_date: date | None
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """An Idempotency-Key and the fingerprint of the request body it came with."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Created:
+    task_id: int
+    task: StoredTask
+    replayed: bool = False  # the original answer to an earlier request with the same key
+
+
+class KeyOutcome(Enum):
+    REUSED = "reused"  # the key was used with another body
+    IN_FLIGHT = "in_flight"  # the first request with the key is still running
 
 
 async def create_task(
     conn: RequestTransaction,
     user_id: str,
-    *,
-    title: str,
-    description: str | None,
-    completed: bool,
-    due_date: date | None,
-) -> tuple[int, str]:
-    """(id, task JSON text) of the new task."""
-    row = await conn.fetchone(
-        _CREATE_TASK,
-        {
-            "user_id": user_id,
-            "title": title,
-            "description": description,
-            "completed": completed,
-            "due_date": due_date,
-        },
-    )
-    if row is None:  # INSERT ... RETURNING of one row returns it or raises
-        raise RuntimeError("insert returned no row")
-    return int(row[0]), str(row[1])
+    new: NewTask,
+    idempotency: IdempotencyKey | None = None,
+) -> Created | KeyOutcome:
+    """Create a task; with a key, at most once per (user, key)."""
+    params: dict[str, Any] = {
+        "user_id": user_id,
+        "title": new.title,
+        "description": new.description,
+        "completed": new.completed,
+        "due_date": new.due_date,
+    }
+    if idempotency is None:
+        row = _one(await conn.fetchone(_CREATE_TASK, params))
+        return Created(int(row[0]), StoredTask(str(row[1]), int(row[2])))
+    params |= {"key": idempotency.key, "fingerprint": idempotency.fingerprint}
+    row = _one(await conn.fetchone(_CREATE_TASK_WITH_KEY, params))
+    _, fingerprint, prior_id, prior_body, new_id, new_body, new_version = row
+    if fingerprint is not None:
+        if fingerprint != idempotency.fingerprint:
+            return KeyOutcome.REUSED
+        return Created(int(prior_id), StoredTask(str(prior_body), 1), replayed=True)
+    if new_id is None:  # the advisory lock was not acquired
+        return KeyOutcome.IN_FLIGHT
+    return Created(int(new_id), StoredTask(str(new_body), int(new_version)))
 
 
 async def update_task(
-    conn: RequestTransaction, user_id: str, task_id: int, changes: TaskChanges
-) -> str | None:
-    """Apply the supplied fields; the updated task as JSON text, or None when not found."""
-    if changes.empty:  # nothing to change: don't touch updated_at
-        return await get_task(conn, user_id, task_id)
-    row = await conn.fetchone(
-        _UPDATE_TASK,
-        {
-            "id": task_id,
-            "user_id": user_id,
-            "title": changes.title,
-            "completed": changes.completed,
-            "set_description": changes.set_description,
-            "description": changes.description,
-            "set_due_date": changes.set_due_date,
-            "due_date": changes.due_date,
-        },
-    )
-    return None if row is None else str(row[0])
+    conn: RequestTransaction,
+    user_id: str,
+    task_id: int,
+    changes: TaskChanges,
+    condition: VersionCondition | None = None,
+) -> StoredTask | Refusal:
+    """Apply the supplied fields when `condition` (If-Match) admits the current version."""
+    if changes.empty:  # nothing to change: don't touch updated_at or the version
+        task = await get_task(conn, user_id, task_id)
+        if task is None:
+            return Refusal.NOT_FOUND
+        return task if condition is None or condition.admits(task.version) else Refusal.STALE
+    params = {
+        "id": task_id,
+        "user_id": user_id,
+        "title": changes.title,
+        "completed": changes.completed,
+        "set_description": changes.set_description,
+        "description": changes.description,
+        "set_due_date": changes.set_due_date,
+        "due_date": changes.due_date,
+    }
+    return await _write_task(conn, _UPDATE_TASK, _UPDATE_TASK_IF, params, condition)
 
 
 async def toggle_task(
-    conn: RequestTransaction, user_id: str, task_id: int, completed: bool | None
-) -> str | None:
-    """Set `completed`, or flip it when `completed` is None; None when not found."""
-    row = await conn.fetchone(
-        _TOGGLE_TASK, {"id": task_id, "user_id": user_id, "completed": completed}
-    )
-    return None if row is None else str(row[0])
+    conn: RequestTransaction,
+    user_id: str,
+    task_id: int,
+    completed: bool | None,
+    condition: VersionCondition | None = None,
+) -> StoredTask | Refusal:
+    """Set `completed`, or flip it when `completed` is None."""
+    params = {"id": task_id, "user_id": user_id, "completed": completed}
+    return await _write_task(conn, _TOGGLE_TASK, _TOGGLE_TASK_IF, params, condition)
 
 
-async def delete_task(conn: RequestTransaction, user_id: str, task_id: int) -> bool:
-    """Whether a task was deleted."""
-    return await conn.execute(_DELETE_TASK, {"id": task_id, "user_id": user_id}) == 1
+async def delete_task(
+    conn: RequestTransaction,
+    user_id: str,
+    task_id: int,
+    condition: VersionCondition | None = None,
+) -> Refusal | None:
+    """Delete the task; None when it was deleted."""
+    params: dict[str, Any] = {"id": task_id, "user_id": user_id}
+    if condition is None:
+        deleted = await conn.execute(_DELETE_TASK, params)
+        return None if deleted == 1 else Refusal.NOT_FOUND
+    row = _one(await conn.fetchone(_DELETE_TASK_IF, _with_condition(params, condition)))
+    _, version, exists = row
+    if version is not None:
+        return None
+    return Refusal.STALE if exists else Refusal.NOT_FOUND
+
+
+async def _write_task(
+    conn: RequestTransaction,
+    unconditional: sql.Composed,
+    conditional: sql.Composed,
+    params: dict[str, Any],
+    condition: VersionCondition | None,
+) -> StoredTask | Refusal:
+    if condition is None:
+        row = await conn.fetchone(unconditional, params)
+        return Refusal.NOT_FOUND if row is None else StoredTask(str(row[0]), int(row[1]))
+    row = _one(await conn.fetchone(conditional, _with_condition(params, condition)))
+    body, version, exists = row
+    if version is not None:
+        return StoredTask(str(body), int(version))
+    return Refusal.STALE if exists else Refusal.NOT_FOUND
+
+
+def _one(row: TupleRow | None) -> TupleRow:
+    """The row of a statement that always yields exactly one (an aggregate, INSERT ... VALUES)."""
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
+def _with_condition(params: dict[str, Any], condition: VersionCondition) -> dict[str, Any]:
+    return {**params, "any_version": condition.any_version, "versions": list(condition.versions)}
 
 
 async def count_tasks(conn: RequestTransaction, user_id: str) -> tuple[int, int, int]:
     """(total, pending, completed) for the user."""
-    row = await conn.fetchone(_COUNT_TASKS, {"user_id": user_id})
-    if row is None:  # an aggregate always returns a row
-        return 0, 0, 0
-    return int(row[0]), int(row[1]), int(row[2])
+    total, pending, completed = _one(await conn.fetchone(_COUNT_TASKS, {"user_id": user_id}))
+    return int(total), int(pending), int(completed)
