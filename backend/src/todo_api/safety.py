@@ -102,8 +102,8 @@ class SafetyReport:
             lines.append("  (none found)")
         counts = {s: sum(f.severity is s for f in self.findings) for s in Severity}
         lines.append(
-            f"Findings ({counts[Severity.ERROR]} error, {counts[Severity.WARNING]} warning, "
-            f"{counts[Severity.INFO]} info):"
+            f"Findings (error {counts[Severity.ERROR]}, warning {counts[Severity.WARNING]}, "
+            f"info {counts[Severity.INFO]}):"
         )
         width = max((len(f.name) for f in self.findings), default=0)
         lines.extend(
@@ -114,9 +114,10 @@ class SafetyReport:
         if self.safe:
             lines.append("SAFE: requests as todo_app are confined by row-level security.")
         else:
+            errors = counts[Severity.ERROR]
             lines.append(
-                f"UNSAFE: {counts[Severity.ERROR]} error-level findings; a request could bypass "
-                "row-level security."
+                f"UNSAFE: {errors} error-level finding{'' if errors == 1 else 's'}; a request "
+                "could bypass row-level security."
             )
         return "\n".join(lines)
 

@@ -126,7 +126,7 @@ def test_a_healthy_database_has_no_findings_and_the_json_report_says_so(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, text = _check(monkeypatch, capsys, database_url)
-    assert "Findings (0 error, 0 warning, 0 info):\n  (none)" in text
+    assert "Findings (error 0, warning 0, info 0):\n  (none)" in text
     code, document = _check_json(monkeypatch, capsys, database_url)
     assert code == 0
     assert document["safe"] is True
@@ -287,7 +287,7 @@ def test_warnings_alone_do_not_fail_the_check(
         conn.execute("grant update (user_id) on tasks to todo_app")
     code, report = _check(monkeypatch, capsys, scratch_url)
     assert code == 0, report
-    assert "Findings (0 error, 1 warning, 0 info):" in report
+    assert "Findings (error 0, warning 1, info 0):" in report
     assert "SAFE" in report
 
 
