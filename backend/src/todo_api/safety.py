@@ -272,7 +272,7 @@ def _end_of_parenthesis(text: str, start: int) -> int:
     return len(text)
 
 
-def outside_subselects(expression: str) -> str:
+def _outside_subselects(expression: str) -> str:
     """The expression with every parenthesised sub-select cut out."""
     kept, i = [], 0
     while (match := _SUBSELECT.search(expression, i)) is not None:
@@ -468,7 +468,7 @@ def _check_policies(report: SafetyReport, tables: list[TableRow], policies: list
 
 def _check_setting_reads(report: SafetyReport, subject: str, policy: Policy) -> None:
     expressions = list(_expressions(policy))
-    if any(_SETTING_CALL.search(outside_subselects(e)) for e in expressions):
+    if any(_SETTING_CALL.search(_outside_subselects(e)) for e in expressions):
         report.add(
             "policy_setting_read_per_row",
             Severity.WARNING,
