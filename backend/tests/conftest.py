@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from tests.support import pgtap
 from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 from todo_api import migrations
 from todo_api.config import Settings
@@ -204,8 +205,10 @@ async def async_app(settings: Settings) -> AsyncIterator[FastAPI]:
 # --- Tests that need a system program ------------------------------------------------------
 # Tests marked `pgbouncer` run the app through a real PgBouncer (Debian `pgbouncer`); tests marked
 # `chromium` render the docs in a headless browser (Debian `chromium`, or Google Chrome). .ci/run
-# installs both and sets TODO_API_REQUIRE_SYSTEM_TOOLS=1, so their absence fails CI. On a machine
-# without them those tests are deselected, and the run says so at the end.
+# installs both and sets TODO_API_REQUIRE_SYSTEM_TOOLS=1, so their absence fails CI. Tests marked
+# `pgtap` run the pgTAP policy tests in sql/tests with pg_prove; they need pgTAP on the server,
+# which only CI's PostgreSQL 15 run has, so they have their own switch, TODO_API_REQUIRE_PGTAP=1.
+# On a machine without a tool its tests are deselected, and the run says so at the end.
 
 
 def chromium_binary() -> str | None:
@@ -218,14 +221,22 @@ def chromium_binary() -> str | None:
 SYSTEM_TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     "pgbouncer": (pgbouncer_binary, "apt-get install pgbouncer"),
     "chromium": (chromium_binary, "apt-get install chromium"),
+    "pgtap": (pgtap.pgtap_runner, pgtap.INSTALL_HINT),
 }
+# The setting that makes a tool's tests mandatory (run, and fail without the tool).
+REQUIRE_SETTINGS = {"pgtap": pgtap.REQUIRE_SETTING}
 _DESELECTED: dict[str, int] = {}
 
 
+def _required(marker: str) -> bool:
+    return os.environ.get(REQUIRE_SETTINGS.get(marker, "TODO_API_REQUIRE_SYSTEM_TOOLS")) == "1"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("TODO_API_REQUIRE_SYSTEM_TOOLS") == "1":
-        return
-    missing = {marker for marker, (find, _) in SYSTEM_TOOLS.items() if find() is None}
+    wanted = {marker for marker in SYSTEM_TOOLS if any(marker in item.keywords for item in items)}
+    missing = {
+        marker for marker in wanted if not _required(marker) and SYSTEM_TOOLS[marker][0]() is None
+    }
     dropped = [item for item in items if missing & set(item.keywords)]
     if dropped:
         for marker in missing:

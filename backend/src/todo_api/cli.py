@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -17,12 +18,14 @@ from pydantic import SecretStr, ValidationError
 
 from todo_api import migrations
 from todo_api.config import DatabaseSettings, Settings, describe_validation_error
-from todo_api.safety import inspect_database
+from todo_api.safety import ExpectedGrantsError, inspect_database, load_expected_grants
 from todo_api.startup import StartupRefused, verify_database
 
 DATA_DIR = Path(".data")
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
 DEMO_USER = "demo-user"
+# Next to the migrations: what todo_app is granted once they are all applied.
+EXPECTED_GRANTS_FILE = "expected_grants.csv"
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
 
 
@@ -203,18 +206,27 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_check(args: argparse.Namespace) -> None:
     url = _load(DatabaseSettings).database_url.get_secret_value()  # type: ignore[arg-type]
+    grants_file = migrations.sql_dir() / EXPECTED_GRANTS_FILE
+    try:
+        expected_grants = load_expected_grants(grants_file)
+    except ExpectedGrantsError as exc:
+        _fail(str(exc), 2)
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:
-            report = inspect_database(conn)
+            report = inspect_database(conn, expected_grants)
         status = migrations.status(url)
     except psycopg.OperationalError:
         _fail("database unreachable: cannot connect with DATABASE_URL")
-    print(report.render())
     pending = [m.id for m in status if not m.applied]
-    print(
-        "Migrations: "
-        + (f"{len(pending)} pending ({', '.join(pending)})" if pending else "at head")
-    )
+    if args.format == "json":
+        document = report.as_dict() | {"migrations": {"at_head": not pending, "pending": pending}}
+        print(json.dumps(document, indent=2))
+    else:
+        print(report.render())
+        print(
+            "Migrations: "
+            + (f"{len(pending)} pending ({', '.join(pending)})" if pending else "at head")
+        )
     raise SystemExit(0 if report.safe else 1)
 
 
@@ -254,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
 
     check = sub.add_parser("check", help="verify roles, RLS and policies of the live database")
+    check.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for a DBA (default), json for CI pipelines",
+    )
     check.set_defaults(func=cmd_check)
     return parser
 

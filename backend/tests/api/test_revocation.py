@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -170,15 +171,16 @@ def test_the_purge_function_reveals_nothing_and_deletes_only_expired_rows(
         )
         conn.commit()
     with as_request_role(database_url, intruder.id) as conn:
-        # As the request role, another user's revocations stay invisible and undeletable.
+        # As the request role, another user's revocations stay invisible, and requests may not
+        # delete revocations at all (sql/0006): only the purge function removes expired ones.
         visible = conn.execute(
             "select count(*) from revoked_tokens where user_id = %s", (owner.id,)
         ).fetchone()
-        deleted = conn.execute("delete from revoked_tokens where user_id = %s", (owner.id,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("delete from revoked_tokens where user_id = %s", (owner.id,))
         purged = conn.execute("select todo_purge_expired_revocations()").fetchone()
         conn.commit()
         assert visible == (0,)
-        assert deleted.rowcount == 0
         assert purged is not None
     with as_request_role(database_url, owner.id) as conn:
         kept = conn.execute(

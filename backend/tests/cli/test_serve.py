@@ -88,6 +88,15 @@ def _rls_not_forced(postgres_server: PostgresServer, database_url: str) -> dict[
     return _serve_env(url)
 
 
+def _truncate_granted(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
+    url = create_scratch_database(postgres_server.admin_url, prefix="todo_serve")
+    migrations.apply(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # TRUNCATE ignores row-level security: one request could empty every user's tasks.
+        conn.execute("grant truncate on tasks to todo_app")
+    return _serve_env(url)
+
+
 @pytest.mark.parametrize(
     ("make_env", "expected"),
     [
@@ -96,6 +105,7 @@ def _rls_not_forced(postgres_server: PostgresServer, database_url: str) -> dict[
         pytest.param(_missing_database, "does not exist", id="missing-database"),
         pytest.param(_not_migrated, "migrations not at head", id="not-migrated"),
         pytest.param(_rls_not_forced, "row-level security is not forced", id="rls-not-forced"),
+        pytest.param(_truncate_granted, "TRUNCATE is granted to todo_app", id="truncate-granted"),
     ],
 )
 def test_serve_refuses_with_one_line_before_binding_its_port(
