@@ -1,4 +1,4 @@
--- depends: 0003_token_revocation
+-- depends: 0006_revoked_tokens_no_delete
 -- A version per task, bumped by the database on every write, so the API can give each task a
 -- strong ETag and refuse a write whose If-Match names a version that is no longer current.
 

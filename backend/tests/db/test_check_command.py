@@ -39,7 +39,7 @@ def test_check_passes_a_migrated_database_and_names_everything(
 ) -> None:
     code, report = _check(monkeypatch, capsys, database_url)
     assert code == 0, report
-    for table in ("tasks", "revoked_tokens", "user_token_revocations"):
+    for table in ("tasks", "revoked_tokens", "user_token_revocations", "idempotency_keys"):
         assert f"  {table}: rls_enabled=True rls_forced=True" in report
     for policy in ("tasks_select (select", "tasks_insert (insert", "tasks_update (update",
                    "tasks_delete (delete"):  # fmt: skip
@@ -135,7 +135,7 @@ def test_a_healthy_database_has_no_findings_and_the_json_report_says_so(
     assert document["request_role"]["name"] == "todo_app"
     assert document["request_role"]["bypassrls"] is False
     tables = {table["name"]: table for table in document["tables"]}
-    assert set(tables) == {"tasks", "revoked_tokens", "user_token_revocations"}
+    assert set(tables) == {"tasks", "revoked_tokens", "user_token_revocations", "idempotency_keys"}
     assert tables["revoked_tokens"]["grants"] == ["select", "insert", "update"]
     select_policy = next(p for p in tables["tasks"]["policies"] if p["name"] == "tasks_select")
     assert select_policy["command"] == "select"
