@@ -89,3 +89,24 @@ def test_list_parameters_are_documented(client: TestClient) -> None:
     assert set(by_name["status"]["schema"]["enum"]) == {"all", "pending", "incomplete", "completed"}
     assert by_name["limit"]["schema"]["maximum"] == 100
     assert by_name["limit"]["schema"]["default"] == 50
+
+
+def test_retry_and_precondition_headers_and_errors_are_documented(client: TestClient) -> None:
+    paths = _schema(client)["paths"]
+    for collection in ("/api/tasks", "/api/{user_id}/tasks"):
+        create = paths[collection]["post"]
+        assert "Idempotency-Key" in {p["name"] for p in create["parameters"]}
+        assert {"409", "422"} <= set(create["responses"])
+        assert {"ETag", "Location"} <= set(create["responses"]["201"]["headers"])
+        assert "Link" in paths[collection]["get"]["responses"]["200"]["headers"]
+        item = paths[f"{collection}/{{task_id}}"]
+        assert "If-None-Match" in {p["name"] for p in item["get"]["parameters"]}
+        assert "ETag" in item["get"]["responses"]["304"]["headers"]
+        writes = [item["put"], item["patch"], item["delete"]]
+        writes.append(paths[f"{collection}/{{task_id}}/complete"]["patch"])
+        for operation in writes:
+            assert "If-Match" in {p["name"] for p in operation["parameters"]}
+            assert "412" in operation["responses"]
+            assert operation["responses"]["412"]["content"]["application/problem+json"]
+        assert "WWW-Authenticate" in item["get"]["responses"]["401"]["headers"]
+        assert "Retry-After" in item["get"]["responses"]["503"]["headers"]

@@ -106,8 +106,39 @@ bearer_scheme = HTTPBearer(
 )
 
 
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+_TASK_REF = "#/components/schemas/Task"
+_ETAG = _header('The task\'s strong entity tag (`"<id>.<version>"`); send it as `If-Match`.')
+_LOCATION = _header("The new task, as a relative reference (`/api/tasks/{id}`).")
+_LINK = _header('The next page (`<…>; rel="next"`, a relative reference); absent on the last.')
+_WWW_AUTHENTICATE = _header('`Bearer realm="todo-api"`, with `error="invalid_token"` and why.')
+_RETRY_AFTER = _header("Seconds to wait before retrying.")
+_REQUEST_ID = _header("The request's id (the client's `X-Request-ID` when well-formed).")
+
+
+def _response_headers(status: str, response: dict[str, Any]) -> dict[str, Any]:
+    """The headers a response of this status and body carries (see tasks.py, errors.py)."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    headers: dict[str, Any] = {"X-Request-ID": _REQUEST_ID}
+    if schema.get("$ref") == _TASK_REF or status == "304":
+        headers["ETag"] = _ETAG
+    if status == "201" and schema.get("$ref") == _TASK_REF:
+        headers["Location"] = _LOCATION
+    if schema.get("items", {}).get("$ref") == _TASK_REF:
+        headers["Link"] = _LINK
+    if status == "401":
+        headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+    if status == "503":
+        headers["Retry-After"] = _RETRY_AFTER
+    return headers
+
+
 def install(app: FastAPI) -> None:
-    """Label every documented 4xx/5xx body as application/problem+json (FastAPI says JSON)."""
+    """Label every documented 4xx/5xx body as application/problem+json (FastAPI says JSON), and
+    document the response headers."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -117,6 +148,7 @@ def install(app: FastAPI) -> None:
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
                 for status, response in operation.get("responses", {}).items():
+                    response.setdefault("headers", {}).update(_response_headers(status, response))
                     content = response.get("content", {})
                     if status[:1] in ("4", "5") and "application/json" in content:
                         content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
