@@ -31,7 +31,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from todo_api.config import Settings
-from todo_api.errors import ServiceUnavailable, TokenRevoked, ValidationFailed
+from todo_api.errors import Conflict, ServiceUnavailable, TokenRevoked, ValidationFailed
 from todo_api.identity import User
 
 REQUEST_ROLE = "todo_app"
@@ -176,6 +176,11 @@ class RequestTransaction:
                     raise
         except pg_errors.InvalidAuthorizationSpecification:
             raise TokenRevoked() from None
+        except pg_errors.UniqueViolation as exc:
+            # Only an idempotency key can collide (task ids are generated): a twin request with
+            # the same key committed while this one ran. Nothing of this one was kept.
+            log.info("unique violation: %s", exc.diag.constraint_name)
+            raise Conflict() from None
         except (pg_errors.CheckViolation, pg_errors.NotNullViolation, pg_errors.DataError) as exc:
             # API validation should have caught it; the database is the last line.
             log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)

@@ -221,3 +221,34 @@ async def test_concurrent_creates_with_one_key_make_one_task(
     created = {a.json()["id"] for a in answers if a.status_code == 201}
     assert len(created) == 1
     assert {a.status_code for a in answers} <= {201, 409}
+
+
+@pytest.mark.anyio
+async def test_a_twin_that_commits_mid_statement_makes_this_create_a_409_that_keeps_nothing(
+    async_app: FastAPI, alice: Caller, superuser: psycopg.Connection
+) -> None:
+    """The narrow race: the twin's key row commits after this statement's snapshot was taken."""
+    key = "twin"
+    superuser.execute("begin")
+    superuser.execute(
+        "insert into idempotency_keys (user_id, key, fingerprint, task_id, response)"
+        " values (%s, %s, repeat('0', 64), 0, '{}')",
+        (alice.id, key),
+    )
+    transport = httpx.ASGITransport(app=async_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        answer: list[httpx.Response] = []
+
+        async def create() -> None:
+            headers = {**alice.headers, "Idempotency-Key": key}
+            answer.append(await http.post("/api/tasks", headers=headers, json={"title": "t"}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(create)
+            await anyio.sleep(0.5)  # the request now waits on the twin's uncommitted key
+            superuser.execute("commit")
+        me = await http.get("/api/users/me", headers=alice.headers)
+
+    assert answer[0].status_code == 409, answer[0].text
+    assert answer[0].json()["code"] == "conflict"
+    assert me.json()["tasks"]["total"] == 0
