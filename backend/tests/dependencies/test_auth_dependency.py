@@ -391,7 +391,7 @@ def test_a_credential_with_two_words_is_invalid(
 ) -> None:
     token = make_token()
     response = client.get(ME, headers=bearer(f"{token} {token}"))
-    assert_refused(response, "invalid_token", caplog, token=token, reason="malformed")
+    assert_refused(response, "invalid_token", caplog, token=token, reason="not_canonical")
 
 
 def _token_of_length(length: int) -> str:

@@ -13,9 +13,11 @@ then PyJWT checks the claims of that same, already verified token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -41,6 +43,27 @@ VERIFIED_CACHE_SECONDS = 300.0
 
 _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def is_canonical(token: str) -> bool:
+    """Three segments of base64url without padding, each the one encoding of its bytes.
+
+    Revocation without a jti names the token by its SHA-256, so the verifier must accept exactly
+    one spelling of each token: PyJWT alone also takes `=` padding.
+    """
+    segments = token.split(".")
+    return len(segments) == 3 and all(_is_canonical_segment(segment) for segment in segments)
+
+
+def _is_canonical_segment(segment: str) -> bool:
+    if len(segment) % 4 == 1 or not _BASE64URL.fullmatch(segment):
+        return False
+    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    # Rejects a last character whose unused low bits are set: it decodes to the same bytes.
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode()
 
 
 def token_id(token: str, claims: dict[str, Any]) -> str:
@@ -99,10 +122,17 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> User:
         """The caller named by a valid token; an AuthenticationError (401) otherwise."""
-        raw = token.encode()
+        # A caller other than the HTTP layer may pass lone surrogates; they are not canonical.
+        raw = token.encode("utf-8", "surrogatepass")
         # Checked before anything parses the token.
         if len(raw) > MAX_TOKEN_BYTES:
             _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
+        if not is_canonical(token):
+            _fail(
+                InvalidToken(
+                    "The token is not three unpadded base64url segments.", reason="not_canonical"
+                )
+            )
         if self._cache_entries <= 0:
             return await self._verify_uncached(token)
         digest = hashlib.sha256(raw).digest()
