@@ -276,6 +276,9 @@ def test_a_time_claim_in_the_future_within_the_leeway_is_accepted(mode: Mode, cl
         ({"sub": "x" * 256}, "bad_sub"),
         ({"sub": ["a"]}, "bad_sub"),
         ({"jti": 7}, "bad_claims"),
+        ({"iat": 10**400}, "not_yet_valid"),
+        ({"nbf": 10**400}, "not_yet_valid"),
+        ({"iat": 1e308}, "not_yet_valid"),
     ],
     ids=lambda value: str(value)[:30],
 )
@@ -306,6 +309,42 @@ def test_absurd_but_valid_times_do_not_break_the_server(mode: Mode) -> None:
     token = mode.token(exp=2**70, iat=-1e30)
     response = mode.client.get(ME, headers=bearer(token))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"exp": 10**400},
+        {"exp": 1e308},
+        {"iat": -(10**400)},
+        {"iat": -1e308},
+        {"nbf": -(10**400)},
+    ],
+    ids=lambda value: str(value)[:20],
+)
+def test_hundreds_of_digits_in_a_time_claim_are_judged_like_any_other_time(
+    mode: Mode, times: dict[str, float]
+) -> None:
+    """An exp beyond any calendar is valid forever; an iat or nbf before any is long past."""
+    user_id = new_user_id()
+    token = mode.token(user_id, **times)
+    response = mode.client.get(ME, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == user_id
+    assert mode.client.delete("/api/users/me/token", headers=bearer(token)).status_code == 204
+    assert mode.client.get(ME, headers=bearer(token)).json()["code"] == "token_revoked"
+
+
+@pytest.mark.parametrize("exp", [-(10**400), -1e308])
+def test_an_expiry_hundreds_of_digits_in_the_past_is_expired(
+    mode: Mode, caplog: pytest.LogCaptureFixture, exp: float
+) -> None:
+    user_id = new_user_id()
+    token = mode.token(user_id, exp=exp)
+    response = mode.client.get(ME, headers=bearer(token))
+    assert_refused(
+        response, "token_expired", caplog, token=token, reason="expired", user_id=user_id
+    )
 
 
 def test_alg_none_is_refused(mode: Mode, caplog: pytest.LogCaptureFixture) -> None:

@@ -83,7 +83,10 @@ def _instant(seconds: float) -> datetime:
 
 
 def _is_numeric_date(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    # An int from JSON can have hundreds of digits; math.isfinite would overflow converting it.
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _valid_subject(claims: dict[str, Any]) -> str | None:
