@@ -74,6 +74,17 @@ def token_id(token: str, claims: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+def _holds_in_postgres_text(value: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 (hence Postgres) cannot hold lone surrogates."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _instant(seconds: float) -> datetime:
     """A NumericDate as a UTC datetime; absurd values are clamped instead of overflowing."""
     try:
@@ -91,8 +102,26 @@ def _is_numeric_date(value: object) -> bool:
 
 def _valid_subject(claims: dict[str, Any]) -> str | None:
     sub = claims.get("sub")
-    if isinstance(sub, str) and sub and len(sub) <= MAX_SUBJECT_LENGTH:
+    if (
+        isinstance(sub, str)
+        and sub
+        and len(sub) <= MAX_SUBJECT_LENGTH
+        and _holds_in_postgres_text(sub)
+    ):
         return sub
+    return None
+
+
+def _display_claim(claims: dict[str, Any], name: str) -> str | None:
+    """`email` or `name`, dropped (None) when PostgreSQL text cannot hold it.
+
+    They only describe the user, who is named by `sub`; refusing a correctly signed token over a
+    display claim would lock the user out for something the issuer wrote, so the value is ignored.
+    Kept, a lone surrogate could not even be written as the UTF-8 of a response (it was a 500).
+    """
+    value = claims.get(name)
+    if isinstance(value, str) and _holds_in_postgres_text(value):
+        return value
     return None
 
 
@@ -262,8 +291,8 @@ class TokenVerifier:
         iat = claims.get("iat")
         return User(
             id=subject,
-            email=claims["email"] if isinstance(claims.get("email"), str) else None,
-            name=claims["name"] if isinstance(claims.get("name"), str) else None,
+            email=_display_claim(claims, "email"),
+            name=_display_claim(claims, "name"),
             token_id=token_id(token, claims),
             issued_at=_instant(iat) if iat is not None else None,
             expires_at=_instant(claims["exp"]),
