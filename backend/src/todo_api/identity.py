@@ -10,8 +10,9 @@ from datetime import datetime
 class User:
     """A caller whose token was verified (T002).
 
-    `token_id` names the presented token for revocation: `jti:<jti>`, or `sha256:<hex>` of the
-    whole token when it has no `jti`. `issued_at` is the token's `iat`, when it has one.
+    `token_id` names the presented token for revocation: `jti-sha256:<hex>` of its `jti`, or
+    `sha256:<hex>` of the whole (canonical) token when it has no `jti`. `issued_at` is the
+    token's `iat`, when it has one.
     """
 
     id: str

@@ -67,10 +67,19 @@ def _is_canonical_segment(segment: str) -> bool:
 
 
 def token_id(token: str, claims: dict[str, Any]) -> str:
-    """How a token is named for revocation: its jti, else the SHA-256 of the whole token."""
+    """How a token is named for revocation: a digest of its jti, else of the whole token.
+
+    A digest, not the jti itself, so a jti of any length or content fits the fixed-size column
+    (sql/0005). `surrogatepass` keeps a jti with a lone surrogate revocable instead of refusing
+    it: the jti is an opaque name that is never stored or shown, only hashed.
+    """
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
-        return f"jti:{jti}"
+        return "jti-sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
+    return _token_digest(token)
+
+
+def _token_digest(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -311,6 +320,10 @@ class TokenVerifier:
                     ),
                     subject,
                 )
+        # RFC 7519: a jti is a string. PyJWT refuses any other type too; the check is ours so
+        # the reason is precise and does not depend on PyJWT's option.
+        if "jti" in claims and not isinstance(claims["jti"], str):
+            _fail(InvalidToken("The token's jti claim is not a string.", reason="bad_jti"), subject)
 
     def _check_claims(
         self, token: str, subject: str | None, *, issuer: str | None, audience: str | None
