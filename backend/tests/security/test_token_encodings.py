@@ -1,7 +1,8 @@
 """Only the canonical JWS compact form is accepted, so a revocation holds for every spelling.
 
 A token without `jti` is revoked by the SHA-256 of its text. PyJWT alone accepts other spellings of
-the same signed bytes (`=` padding), which once turned a revoked token into a working one.
+the same signed bytes (`=` padding), and ECDSA lets anyone holding an ES256 token compute a second
+valid signature. Each of these once turned a revoked token into a working one.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import hypothesis
@@ -18,6 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from tests.conftest import make_token, new_user_id
+from tests.security.jwks_server import SigningKey, claims, p256_key, running_app, serve_jwks
 from todo_api.config import Settings
 from todo_api.errors import AuthenticationError
 from todo_api.identity import User
@@ -27,6 +30,7 @@ from todo_api.security.verifier import is_canonical
 ME = "/api/users/me"
 REVOKE = "/api/users/me/token"
 _ALPHABET = string.ascii_letters + string.digits + "-_"
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -39,6 +43,14 @@ def b64(data: bytes) -> str:
 
 def unb64(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def malleated(token: str) -> str:
+    """The same ES256 token with its signature (r, s) turned into (r, n - s): valid too."""
+    signing_input, _, signature = token.rpartition(".")
+    raw = unb64(signature)
+    twin_s = P256_ORDER - int.from_bytes(raw[32:], "big")
+    return f"{signing_input}.{b64(raw[:32] + twin_s.to_bytes(32, 'big'))}"
 
 
 def code_of(client: TestClient, token: str) -> str:
@@ -157,7 +169,7 @@ def test_every_spelling_of_a_revoked_token_that_the_verifier_accepts_is_refused_
     if isinstance(accepted, User):
         # Accepted only as exactly this token, under a name its revocation recorded.
         assert variant == revoked.token
-        assert accepted.token_id == revoked.user.token_id
+        assert accepted.token_id in revoked.user.revocation_ids
     else:
         assert variant != revoked.token
         assert accepted == "invalid_token"
@@ -178,3 +190,45 @@ def test_canonical_means_three_segments_each_the_unpadded_encoding_of_its_bytes(
         for segment in segments
     )
     assert is_canonical(text) == expected
+
+
+# --- ES256: the second valid signature --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def es256_app(settings: Settings) -> Iterator[tuple[TestClient, str, SigningKey]]:
+    with serve_jwks() as server:
+        key = p256_key()
+        server.publish(key)
+        jwks_settings = settings.model_copy(update={"better_auth_url": server.base_url})
+        with running_app(jwks_settings) as client:
+            yield client, server.base_url, key
+
+
+@pytest.mark.parametrize("revoke_twin", [False, True], ids=["original", "twin"])
+def test_revoking_an_es256_token_also_refuses_its_malleated_signature(
+    es256_app: tuple[TestClient, str, SigningKey], revoke_twin: bool
+) -> None:
+    client, issuer, key = es256_app
+    token = key.sign(claims(issuer, new_user_id()))
+    twin = malleated(token)
+    assert twin != token
+    assert is_canonical(twin)
+    # Both verify: without the fix the twin is a working copy of a revoked token.
+    assert client.get(ME, headers=bearer(token)).status_code == 200
+    assert client.get(ME, headers=bearer(twin)).status_code == 200
+
+    revoked = twin if revoke_twin else token
+    assert client.delete(REVOKE, headers=bearer(revoked)).status_code == 204
+
+    assert code_of(client, token) == "token_revoked"
+    assert code_of(client, twin) == "token_revoked"
+
+
+def test_an_es256_token_with_jti_is_revoked_by_its_jti_whatever_its_signature(
+    es256_app: tuple[TestClient, str, SigningKey],
+) -> None:
+    client, issuer, key = es256_app
+    token = key.sign(claims(issuer, new_user_id(), jti="es256-with-jti"))
+    assert client.delete(REVOKE, headers=bearer(token)).status_code == 204
+    assert code_of(client, malleated(token)) == "token_revoked"

@@ -46,6 +46,8 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The order of P-256, for the second valid ECDSA signature (r, n - s) of every ES256 token.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def is_canonical(token: str) -> bool:
@@ -81,6 +83,24 @@ def token_id(token: str, claims: dict[str, Any]) -> str:
 
 def _token_digest(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def revocation_ids(token: str, claims: dict[str, Any], algorithm: str) -> tuple[str, ...]:
+    """Every name under which this same signed token can be presented; revoking stores each.
+
+    ECDSA signatures are malleable: whoever holds an ES256 token can turn (r, s) into (r, n - s),
+    which verifies too, without the key. Without a jti that twin would hash differently and get
+    past the revocation, so both spellings are revoked together.
+    """
+    own = token_id(token, claims)
+    if not own.startswith("sha256:") or algorithm != "ES256":
+        return (own,)
+    signing_input, _, signature_segment = token.rpartition(".")
+    signature = base64.urlsafe_b64decode(signature_segment + "=" * (-len(signature_segment) % 4))
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    twin = r + (_P256_ORDER - s).to_bytes(32, "big")
+    twin_segment = base64.urlsafe_b64encode(twin).rstrip(b"=").decode()
+    return (own, _token_digest(f"{signing_input}.{twin_segment}"))
 
 
 def _holds_in_postgres_text(value: str) -> bool:
@@ -215,7 +235,7 @@ class TokenVerifier:
                     reason="alg_none" if algorithm.lower() == "none" else "alg_not_allowed",
                 )
             )
-        return self._user_from(token, payload, issuer=issuer, audience=audience)
+        return self._user_from(token, payload, algorithm, issuer=issuer, audience=audience)
 
     async def aclose(self) -> None:
         if self._jwks is not None:
@@ -282,7 +302,13 @@ class TokenVerifier:
         return payload
 
     def _user_from(
-        self, token: str, payload: bytes, *, issuer: str | None, audience: str | None
+        self,
+        token: str,
+        payload: bytes,
+        algorithm: str,
+        *,
+        issuer: str | None,
+        audience: str | None,
     ) -> User:
         """The claims of a token whose signature is valid, checked as the spec says."""
         try:
@@ -298,11 +324,13 @@ class TokenVerifier:
             reason = "missing_sub" if claims.get("sub") is None else "bad_sub"
             _fail(InvalidToken("The token's subject is not a valid user id.", reason=reason))
         iat = claims.get("iat")
+        names = revocation_ids(token, claims, algorithm)
         return User(
             id=subject,
             email=_display_claim(claims, "email"),
             name=_display_claim(claims, "name"),
-            token_id=token_id(token, claims),
+            token_id=names[0],
+            revocation_ids=names,
             issued_at=_instant(iat) if iat is not None else None,
             expires_at=_instant(claims["exp"]),
         )
