@@ -124,10 +124,14 @@ def _variants(token: str, data: st.DataObject) -> str:
     index = data.draw(st.integers(0, len(segments) - 1), label="segment")
     segment = segments[index]
     kind = data.draw(
-        st.sampled_from(["pad", "trailing_bits", "insert", "standard_alphabet", "replace"]),
+        st.sampled_from(
+            ["unchanged", "pad", "trailing_bits", "insert", "standard_alphabet", "replace"]
+        ),
         label="kind",
     )
-    if kind == "pad":
+    if kind == "unchanged":
+        pass
+    elif kind == "pad":
         segment += "=" * data.draw(st.integers(1, 3))
     elif kind == "trailing_bits" and len(segment) % 4 in (2, 3):
         unused = 4 if len(segment) % 4 == 2 else 2
@@ -232,3 +236,26 @@ def test_an_es256_token_with_jti_is_revoked_by_its_jti_whatever_its_signature(
     token = key.sign(claims(issuer, new_user_id(), jti="es256-with-jti"))
     assert client.delete(REVOKE, headers=bearer(token)).status_code == 204
     assert code_of(client, malleated(token)) == "token_revoked"
+
+
+@hypothesis.settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), malleate_first=st.booleans())
+def test_no_spelling_of_a_revoked_es256_token_gets_through(
+    es256_token: tuple[TestClient, str], data: st.DataObject, malleate_first: bool
+) -> None:
+    """The twin is the one other spelling that verifies; every other one is not the token."""
+    client, token = es256_token
+    twin = malleated(token)
+    variant = _variants(twin if malleate_first else token, data)
+    if not (variant.isascii() and variant.isprintable()):
+        return
+    expected = "token_revoked" if variant.strip() in (token, twin) else "invalid_token"
+    assert code_of(client, variant) == expected
+
+
+@pytest.fixture(scope="module")
+def es256_token(es256_app: tuple[TestClient, str, SigningKey]) -> tuple[TestClient, str]:
+    client, issuer, key = es256_app
+    token = key.sign(claims(issuer, new_user_id()))
+    assert client.delete(REVOKE, headers=bearer(token)).status_code == 204
+    return client, token
