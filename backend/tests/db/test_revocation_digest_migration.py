@@ -41,6 +41,13 @@ def _apply_until(url: str, stop_before: str) -> None:
         backend.connection.close()
 
 
+def _roll_back_through(url: str, migration: str) -> None:
+    """Roll back one at a time, newest first, up to and including `migration`."""
+    while migration not in migrations.pending(url):
+        rolled_back = migrations.rollback(url)
+        assert rolled_back, f"{migration} was never rolled back"
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -126,7 +133,7 @@ def test_rolling_back_the_digest_migration_fails_closed_with_a_revoke_all_marker
     with _app_client(settings, url) as client:
         assert client.delete("/api/users/me/token", headers=_bearer(revoked)).status_code == 204
 
-    assert migrations.rollback(url) == [DIGEST_MIGRATION]
+    _roll_back_through(url, DIGEST_MIGRATION)
 
     with as_request_role(url, revoked_user) as conn:
         marker = conn.execute(
