@@ -10,13 +10,17 @@ from datetime import datetime
 class User:
     """A caller whose token was verified (T002).
 
-    `token_id` names the presented token for revocation: `jti:<jti>`, or `sha256:<hex>` of the
-    whole token when it has no `jti`. `issued_at` is the token's `iat`, when it has one.
+    `token_id` names the presented token for revocation: `jti-sha256:<hex>` of its `jti`, or
+    `sha256:<hex>` of the whole (canonical) token when it has no `jti`. `revocation_ids` holds
+    `token_id` and every other name the same signed token can be presented under (the twin of a
+    malleable ES256 signature); revoking the token records all of them. `issued_at` is the
+    token's `iat`, when it has one.
     """
 
     id: str
     email: str | None
     name: str | None
     token_id: str
+    revocation_ids: tuple[str, ...]
     issued_at: datetime | None
     expires_at: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import TEST_SECRET, Caller, as_request_role, make_token, new_user_id
+from todo_api.security.verifier import token_id
+
+EXPIRED_ID = token_id("", {"jti": "expired"})
+LIVE_ID = token_id("", {"jti": "live"})
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -25,6 +30,12 @@ def _bearer(token: str) -> dict[str, str]:
 def _raw_token(claims: dict[str, Any]) -> str:
     """A correctly signed token with exactly these claims (no iat added)."""
     return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+
+
+def _escaped_token(claims: dict[str, Any]) -> str:
+    """Signed over JSON written here, so a lone surrogate travels as its `\\ud800` escape."""
+    payload = json.dumps(claims, ensure_ascii=True).encode()
+    return jwt.PyJWS().encode(payload, TEST_SECRET, algorithm="HS256")
 
 
 def _every_api_request(app: FastAPI, user_id: str) -> Iterator[tuple[str, str]]:
@@ -147,7 +158,7 @@ def test_expired_revocations_of_every_user_are_purged(
         " values (%s, %s, now() - interval '1 minute'), (%s, %s, now() + interval '1 hour')"
     )
     with as_request_role(database_url, other.id) as conn:
-        conn.execute(insert, (other.id, "jti:expired", other.id, "jti:live"))
+        conn.execute(insert, (other.id, EXPIRED_ID, other.id, LIVE_ID))
         conn.commit()
 
     assert client.delete("/api/users/me/token", headers=alice.headers).status_code == 204
@@ -156,7 +167,7 @@ def test_expired_revocations_of_every_user_are_purged(
         rows = conn.execute(
             "select token_id from revoked_tokens where user_id = %s", (other.id,)
         ).fetchall()
-    assert [row[0] for row in rows] == ["jti:live"]
+    assert [row[0] for row in rows] == [LIVE_ID]
 
 
 def test_the_purge_function_reveals_nothing_and_deletes_only_expired_rows(
@@ -166,8 +177,8 @@ def test_the_purge_function_reveals_nothing_and_deletes_only_expired_rows(
     with as_request_role(database_url, owner.id) as conn:
         conn.execute(
             "insert into revoked_tokens (user_id, token_id, expires_at)"
-            " values (%s, 'jti:live', now() + interval '1 hour')",
-            (owner.id,),
+            " values (%s, %s, now() + interval '1 hour')",
+            (owner.id, LIVE_ID),
         )
         conn.commit()
     with as_request_role(database_url, intruder.id) as conn:
@@ -186,4 +197,72 @@ def test_the_purge_function_reveals_nothing_and_deletes_only_expired_rows(
         kept = conn.execute(
             "select token_id from revoked_tokens where user_id = %s", (owner.id,)
         ).fetchall()
-    assert kept == [("jti:live",)]
+    assert kept == [(LIVE_ID,)]
+
+
+@pytest.mark.parametrize("length", [1, 255, 300, 301, 4000])
+def test_a_jti_of_any_length_is_revocable_and_only_that_jti_is_refused(
+    client: TestClient, length: int
+) -> None:
+    user_id = new_user_id()
+    jti = "j" * length
+    token = make_token(user_id, jti=jti)
+    # Same length, differing in the last character: a prefix or a truncation must not collide.
+    sibling = make_token(user_id, jti=jti[:-1] + "k")
+
+    response = client.delete("/api/users/me/token", headers=_bearer(token))
+
+    assert response.status_code == 204, response.text
+    _assert_revoked(client.get("/api/users/me", headers=_bearer(token)))
+    assert client.get("/api/users/me", headers=_bearer(sibling)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "jti", ["\x00", "nul\x00inside", "\ud800", "a\udfffb", "\U0001f600", "e\u0301", " \t\n"]
+)
+def test_a_jti_postgres_text_cannot_hold_is_still_revocable(client: TestClient, jti: str) -> None:
+    user_id = new_user_id()
+    now = int(time.time())
+    token = _escaped_token({"sub": user_id, "iat": now, "exp": now + 3600, "jti": jti})
+    other = _escaped_token({"sub": user_id, "iat": now, "exp": now + 3600, "jti": jti + "x"})
+    assert client.get("/api/users/me", headers=_bearer(token)).status_code == 200
+
+    assert client.delete("/api/users/me/token", headers=_bearer(token)).status_code == 204
+
+    _assert_revoked(client.get("/api/users/me", headers=_bearer(token)))
+    assert client.get("/api/users/me", headers=_bearer(other)).status_code == 200
+
+
+def test_an_empty_jti_names_no_token_so_the_token_itself_is_revoked(client: TestClient) -> None:
+    """Two tokens both carrying `jti: ""` are different tokens; revoking one spares the other."""
+    user_id = new_user_id()
+    now = int(time.time())
+    token = _raw_token({"sub": user_id, "iat": now, "exp": now + 3600, "jti": ""})
+    other = _raw_token({"sub": user_id, "iat": now, "exp": now + 3601, "jti": ""})
+
+    assert client.delete("/api/users/me/token", headers=_bearer(token)).status_code == 204
+
+    _assert_revoked(client.get("/api/users/me", headers=_bearer(token)))
+    assert client.get("/api/users/me", headers=_bearer(other)).status_code == 200
+
+
+def test_revocations_are_stored_as_fixed_size_digests_never_the_raw_jti(
+    client: TestClient, database_url: str
+) -> None:
+    user_id = new_user_id()
+    jti = "secret-looking-jti-" + "z" * 500
+    tokens = [make_token(user_id, jti=jti), make_token(user_id)]
+    for token in tokens:
+        assert client.delete("/api/users/me/token", headers=_bearer(token)).status_code == 204
+
+    with as_request_role(database_url, user_id) as conn:
+        stored = {
+            row[0]
+            for row in conn.execute(
+                "select token_id from revoked_tokens where user_id = %s", (user_id,)
+            ).fetchall()
+        }
+    assert len(stored) == 2
+    assert all(len(token_id) in (71, 75) for token_id in stored)
+    assert not any(jti[:20] in token_id for token_id in stored)
+    assert not any(token in token_id for token_id in stored for token in tokens)

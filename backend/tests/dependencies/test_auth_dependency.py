@@ -109,6 +109,8 @@ class Mode:
     client: TestClient
     issuer: str | None
     sign: Callable[[dict[str, Any]], str]
+    # Signs a payload given as JSON bytes, for claims PyJWT's encoder cannot write (`\\ud800`).
+    sign_payload: Callable[[bytes], str]
 
     def token(self, user_id: str | None = None, **overrides: Any) -> str:
         body = claims(self.issuer, user_id)
@@ -165,10 +167,23 @@ def mode(request: pytest.FixtureRequest) -> Mode:
             client,
             None,
             lambda body: jwt.encode(body, TEST_SECRET, algorithm="HS256"),
+            lambda payload: jwt.PyJWS().encode(payload, TEST_SECRET, algorithm="HS256"),
         )
     jwks: JwksServer = request.getfixturevalue("jwks")
     key: SigningKey = request.getfixturevalue("signing_key")
-    return Mode("jwks", request.getfixturevalue("jwks_client"), jwks.base_url, key.sign)
+    return jwks_mode(request.getfixturevalue("jwks_client"), jwks.base_url, key)
+
+
+def jwks_mode(client: TestClient, issuer: str, key: SigningKey) -> Mode:
+    return Mode(
+        "jwks",
+        client,
+        issuer,
+        key.sign,
+        lambda payload: jwt.PyJWS().encode(
+            payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid}
+        ),
+    )
 
 
 def test_a_valid_token_identifies_the_caller(mode: Mode) -> None:
@@ -275,7 +290,13 @@ def test_a_time_claim_in_the_future_within_the_leeway_is_accepted(mode: Mode, cl
         ({"sub": 12345}, "bad_sub"),
         ({"sub": "x" * 256}, "bad_sub"),
         ({"sub": ["a"]}, "bad_sub"),
-        ({"jti": 7}, "bad_claims"),
+        ({"jti": 7}, "bad_jti"),
+        ({"jti": None}, "bad_jti"),
+        ({"jti": ["a"]}, "bad_jti"),
+        ({"sub": "user\x00id"}, "bad_sub"),
+        ({"iat": 10**400}, "not_yet_valid"),
+        ({"nbf": 10**400}, "not_yet_valid"),
+        ({"iat": 1e308}, "not_yet_valid"),
     ],
     ids=lambda value: str(value)[:30],
 )
@@ -306,6 +327,70 @@ def test_absurd_but_valid_times_do_not_break_the_server(mode: Mode) -> None:
     token = mode.token(exp=2**70, iat=-1e30)
     response = mode.client.get(ME, headers=bearer(token))
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"exp": 10**400},
+        {"exp": 1e308},
+        {"iat": -(10**400)},
+        {"iat": -1e308},
+        {"nbf": -(10**400)},
+    ],
+    ids=lambda value: str(value)[:20],
+)
+def test_hundreds_of_digits_in_a_time_claim_are_judged_like_any_other_time(
+    mode: Mode, times: dict[str, float]
+) -> None:
+    """An exp beyond any calendar is valid forever; an iat or nbf before any is long past."""
+    user_id = new_user_id()
+    token = mode.token(user_id, **times)
+    response = mode.client.get(ME, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == user_id
+    assert mode.client.delete("/api/users/me/token", headers=bearer(token)).status_code == 204
+    assert mode.client.get(ME, headers=bearer(token)).json()["code"] == "token_revoked"
+
+
+@pytest.mark.parametrize("exp", [-(10**400), -1e308])
+def test_an_expiry_hundreds_of_digits_in_the_past_is_expired(
+    mode: Mode, caplog: pytest.LogCaptureFixture, exp: float
+) -> None:
+    user_id = new_user_id()
+    token = mode.token(user_id, exp=exp)
+    response = mode.client.get(ME, headers=bearer(token))
+    assert_refused(
+        response, "token_expired", caplog, token=token, reason="expired", user_id=user_id
+    )
+
+
+@pytest.mark.parametrize("sub", ["user\x00id", "\x00", "user\ud800", "\udfff"])
+def test_a_subject_postgres_cannot_hold_is_invalid_token(
+    mode: Mode, caplog: pytest.LogCaptureFixture, sub: str
+) -> None:
+    """Such a `sub` once reached Postgres: a 422 for NUL, a 500 for a lone surrogate."""
+    token = _signed_payload(mode, {**claims(mode.issuer), "sub": sub})
+    response = mode.client.get(ME, headers=bearer(token))
+    assert_refused(response, "invalid_token", caplog, token=token, reason="bad_sub")
+
+
+@pytest.mark.parametrize("claim", ["email", "name"])
+@pytest.mark.parametrize("value", ["ada\x00", "\ud800", "ada\udc00lovelace"])
+def test_an_email_or_name_postgres_cannot_hold_is_dropped(
+    mode: Mode, claim: str, value: str
+) -> None:
+    user_id = new_user_id()
+    token = _signed_payload(mode, {**claims(mode.issuer, user_id), claim: value})
+    response = mode.client.get(ME, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == user_id
+    assert response.json()[claim] is None
+
+
+def _signed_payload(mode: Mode, body: dict[str, Any]) -> str:
+    """A token of `mode` whose payload JSON is written here: `\\ud800` escapes survive as such."""
+    return mode.sign_payload(json.dumps(body, ensure_ascii=True).encode())
 
 
 def test_alg_none_is_refused(mode: Mode, caplog: pytest.LogCaptureFixture) -> None:
@@ -391,7 +476,7 @@ def test_a_credential_with_two_words_is_invalid(
 ) -> None:
     token = make_token()
     response = client.get(ME, headers=bearer(f"{token} {token}"))
-    assert_refused(response, "invalid_token", caplog, token=token, reason="malformed")
+    assert_refused(response, "invalid_token", caplog, token=token, reason="not_canonical")
 
 
 def _token_of_length(length: int) -> str:
@@ -491,7 +576,7 @@ def test_jwks_tokens_must_come_from_and_for_better_auth_url(
     overrides: dict[str, Any],
     reason: str,
 ) -> None:
-    mode = Mode("jwks", jwks_client, jwks.base_url, signing_key.sign)
+    mode = jwks_mode(jwks_client, jwks.base_url, signing_key)
     user_id = new_user_id()
     token = mode.token(user_id, **overrides)
     response = jwks_client.get(ME, headers=bearer(token))

@@ -13,9 +13,11 @@ then PyJWT checks the claims of that same, already verified token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,12 +45,73 @@ _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The order of P-256, for the second valid ECDSA signature (r, n - s) of every ES256 token.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def is_canonical(token: str) -> bool:
+    """Three segments of base64url without padding, each the one encoding of its bytes.
+
+    Revocation without a jti names the token by its SHA-256, so the verifier must accept exactly
+    one spelling of each token: PyJWT alone also takes `=` padding.
+    """
+    segments = token.split(".")
+    return len(segments) == 3 and all(_is_canonical_segment(segment) for segment in segments)
+
+
+def _is_canonical_segment(segment: str) -> bool:
+    if len(segment) % 4 == 1 or not _BASE64URL.fullmatch(segment):
+        return False
+    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    # Rejects a last character whose unused low bits are set: it decodes to the same bytes.
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode()
+
+
 def token_id(token: str, claims: dict[str, Any]) -> str:
-    """How a token is named for revocation: its jti, else the SHA-256 of the whole token."""
+    """How a token is named for revocation: a digest of its jti, else of the whole token.
+
+    A digest, not the jti itself, so a jti of any length or content fits the fixed-size column
+    (sql/0005). `surrogatepass` keeps a jti with a lone surrogate revocable instead of refusing
+    it: the jti is an opaque name that is never stored or shown, only hashed.
+    """
     jti = claims.get("jti")
     if isinstance(jti, str) and jti:
-        return f"jti:{jti}"
+        return "jti-sha256:" + hashlib.sha256(jti.encode("utf-8", "surrogatepass")).hexdigest()
+    return _token_digest(token)
+
+
+def _token_digest(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def revocation_ids(token: str, claims: dict[str, Any], algorithm: str) -> tuple[str, ...]:
+    """Every name under which this same signed token can be presented; revoking stores each.
+
+    ECDSA signatures are malleable: whoever holds an ES256 token can turn (r, s) into (r, n - s),
+    which verifies too, without the key. Without a jti that twin would hash differently and get
+    past the revocation, so both spellings are revoked together.
+    """
+    own = token_id(token, claims)
+    if not own.startswith("sha256:") or algorithm != "ES256":
+        return (own,)
+    signing_input, _, signature_segment = token.rpartition(".")
+    signature = base64.urlsafe_b64decode(signature_segment + "=" * (-len(signature_segment) % 4))
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    twin = r + (_P256_ORDER - s).to_bytes(32, "big")
+    twin_segment = base64.urlsafe_b64encode(twin).rstrip(b"=").decode()
+    return (own, _token_digest(f"{signing_input}.{twin_segment}"))
+
+
+def _holds_in_postgres_text(value: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 (hence Postgres) cannot hold lone surrogates."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _instant(seconds: float) -> datetime:
@@ -60,13 +123,34 @@ def _instant(seconds: float) -> datetime:
 
 
 def _is_numeric_date(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    # An int from JSON can have hundreds of digits; math.isfinite would overflow converting it.
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _valid_subject(claims: dict[str, Any]) -> str | None:
     sub = claims.get("sub")
-    if isinstance(sub, str) and sub and len(sub) <= MAX_SUBJECT_LENGTH:
+    if (
+        isinstance(sub, str)
+        and sub
+        and len(sub) <= MAX_SUBJECT_LENGTH
+        and _holds_in_postgres_text(sub)
+    ):
         return sub
+    return None
+
+
+def _display_claim(claims: dict[str, Any], name: str) -> str | None:
+    """`email` or `name`, dropped (None) when PostgreSQL text cannot hold it.
+
+    They only describe the user, who is named by `sub`; refusing a correctly signed token over a
+    display claim would lock the user out for something the issuer wrote, so the value is ignored.
+    Kept, a lone surrogate could not even be written as the UTF-8 of a response (it was a 500).
+    """
+    value = claims.get(name)
+    if isinstance(value, str) and _holds_in_postgres_text(value):
+        return value
     return None
 
 
@@ -99,10 +183,17 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> User:
         """The caller named by a valid token; an AuthenticationError (401) otherwise."""
-        raw = token.encode()
+        # A caller other than the HTTP layer may pass lone surrogates; they are not canonical.
+        raw = token.encode("utf-8", "surrogatepass")
         # Checked before anything parses the token.
         if len(raw) > MAX_TOKEN_BYTES:
             _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
+        if not is_canonical(token):
+            _fail(
+                InvalidToken(
+                    "The token is not three unpadded base64url segments.", reason="not_canonical"
+                )
+            )
         if self._cache_entries <= 0:
             return await self._verify_uncached(token)
         digest = hashlib.sha256(raw).digest()
@@ -144,7 +235,7 @@ class TokenVerifier:
                     reason="alg_none" if algorithm.lower() == "none" else "alg_not_allowed",
                 )
             )
-        return self._user_from(token, payload, issuer=issuer, audience=audience)
+        return self._user_from(token, payload, algorithm, issuer=issuer, audience=audience)
 
     async def aclose(self) -> None:
         if self._jwks is not None:
@@ -211,7 +302,13 @@ class TokenVerifier:
         return payload
 
     def _user_from(
-        self, token: str, payload: bytes, *, issuer: str | None, audience: str | None
+        self,
+        token: str,
+        payload: bytes,
+        algorithm: str,
+        *,
+        issuer: str | None,
+        audience: str | None,
     ) -> User:
         """The claims of a token whose signature is valid, checked as the spec says."""
         try:
@@ -227,11 +324,13 @@ class TokenVerifier:
             reason = "missing_sub" if claims.get("sub") is None else "bad_sub"
             _fail(InvalidToken("The token's subject is not a valid user id.", reason=reason))
         iat = claims.get("iat")
+        names = revocation_ids(token, claims, algorithm)
         return User(
             id=subject,
-            email=claims["email"] if isinstance(claims.get("email"), str) else None,
-            name=claims["name"] if isinstance(claims.get("name"), str) else None,
-            token_id=token_id(token, claims),
+            email=_display_claim(claims, "email"),
+            name=_display_claim(claims, "name"),
+            token_id=names[0],
+            revocation_ids=names,
             issued_at=_instant(iat) if iat is not None else None,
             expires_at=_instant(claims["exp"]),
         )
@@ -249,6 +348,10 @@ class TokenVerifier:
                     ),
                     subject,
                 )
+        # RFC 7519: a jti is a string. PyJWT refuses any other type too; the check is ours so
+        # the reason is precise and does not depend on PyJWT's option.
+        if "jti" in claims and not isinstance(claims["jti"], str):
+            _fail(InvalidToken("The token's jti claim is not a string.", reason="bad_jti"), subject)
 
     def _check_claims(
         self, token: str, subject: str | None, *, issuer: str | None, audience: str | None

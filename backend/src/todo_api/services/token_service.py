@@ -18,9 +18,9 @@ from todo_api.identity import User
 # `exp` cannot overflow here.
 _REVOKE_ONE: LiteralString = """
 insert into revoked_tokens (user_id, token_id, expires_at)
-select %(user_id)s, %(token_id)s,
+select %(user_id)s, token_id,
        %(expires_at)s::timestamptz + make_interval(secs => %(leeway_seconds)s)
-from todo_purge_expired_revocations()
+from todo_purge_expired_revocations(), unnest(%(token_ids)s::text[]) as token_id
 on conflict (user_id, token_id) do update
     set expires_at = greatest(revoked_tokens.expires_at, excluded.expires_at),
         revoked_at = now()
@@ -37,12 +37,12 @@ on conflict (user_id) do update
 
 
 async def revoke_token(conn: RequestTransaction, user: User, *, leeway_seconds: int) -> None:
-    """Refuse the token `user` was verified from, from now until it expires."""
+    """Refuse the token `user` was verified from, under every name it has, until it expires."""
     await conn.execute(
         _REVOKE_ONE,
         {
             "user_id": user.id,
-            "token_id": user.token_id,
+            "token_ids": list(user.revocation_ids),
             "expires_at": user.expires_at,
             "leeway_seconds": leeway_seconds,
         },
