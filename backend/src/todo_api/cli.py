@@ -55,21 +55,17 @@ def _ensure_port_free(host: str, port: int) -> None:
             _fail(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port")
 
 
-def _run_server(factory: str, host: str, port: int, workers: int, log_level: str) -> None:
-    import uvicorn
+def _run_server(settings: Settings, host: str, port: int, workers: int) -> None:
+    from todo_api import server
 
-    uvicorn.run(
-        factory,
-        factory=True,
+    plan = server.ShutdownPlan(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds)
+    server.run(
+        "todo_api.main:app_from_env",
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        log_level=log_level.lower(),
-        access_log=False,
-        server_header=False,
+        log_level=settings.log_level,
+        plan=plan,
     )
 
 
@@ -83,9 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except StartupRefused as exc:
         _fail(f"refusing to serve: {exc}")
     _ensure_port_free(args.host, args.port)
-    _run_server(
-        "todo_api.main:app_from_env", args.host, args.port, args.workers, settings.log_level
-    )
+    _stop_on_sigterm()
+    _run_server(settings, args.host, args.port, args.workers)
 
 
 def _dev_secret() -> str:
@@ -99,8 +94,8 @@ def _dev_secret() -> str:
 
 def _stop_on_sigterm() -> None:
     # uvicorn restores this handler and re-raises SIGTERM after a graceful shutdown: exiting
-    # through SystemExit lets the `finally` below stop the embedded Postgres. A stop on request
-    # is a clean exit, as it is for Ctrl-C.
+    # through SystemExit lets `dev` stop its embedded Postgres in a `finally`. A stop on request
+    # is a clean exit (0), as it is for Ctrl-C.
     def handler(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
@@ -147,7 +142,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         from todo_api.log import configure_logging
 
         configure_logging(settings.log_level)
-        _run_server("todo_api.main:app_from_env", host, args.port, 1, settings.log_level)
+        _run_server(settings, host, args.port, 1)
     finally:
         postgres.stop()
 

@@ -68,6 +68,11 @@ class Settings(DatabaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Larger request bodies are refused with 413 before the rest of them is read.
     max_body_bytes: int = Field(default=64 * 1024, ge=1, le=64 * 1024 * 1024)
+    # SIGTERM to exit, at most: in-flight requests finish within it (see todo_api.server).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=1, le=3600)
+    # After SIGTERM, keep accepting this long while /readyz answers 503, for load balancers that
+    # poll readiness before they stop routing (Kubernetes); nginx retries a refused connection.
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0, le=3600)
 
     @field_validator("jwt_algorithms", "cors_origins", mode="before")
     @classmethod
@@ -128,6 +133,8 @@ class Settings(DatabaseSettings):
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if self.shutdown_delay_seconds >= self.shutdown_grace_seconds:
+            raise ValueError("SHUTDOWN_DELAY_SECONDS must be less than SHUTDOWN_GRACE_SECONDS")
         return self
 
     @property
@@ -161,6 +168,8 @@ class Settings(DatabaseSettings):
             "cors_origins": self.cors_origins,
             "log_level": self.log_level,
             "max_body_bytes": self.max_body_bytes,
+            "shutdown_grace_seconds": self.shutdown_grace_seconds,
+            "shutdown_delay_seconds": self.shutdown_delay_seconds,
         }
 
 

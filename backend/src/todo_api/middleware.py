@@ -2,14 +2,17 @@
 
 - `EdgeMiddleware` (outermost, so every response carries `X-Request-ID`, CORS preflights
   included): the request id, HEAD served as GET without a body, one trailing slash dropped, the
-  request-body limit, and the docs' Content-Security-Policy.
+  request-body limit, the docs' Content-Security-Policy, and `Connection: close` once the
+  process drains for shutdown.
 - `AllowedOriginsCORSMiddleware`: Starlette's CORS, with refused preflights as problem+json.
 - `UnexpectedErrorMiddleware` (innermost, so its 500s keep the CORS headers): any unhandled
-  exception becomes a 500 problem response; the traceback goes to the server log only.
+  exception becomes a 500 problem response; the traceback goes to the server log only. A request
+  cancelled at the end of the shutdown grace period is answered 503 (in doubt).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -20,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from todo_api.errors import CorsRefused, InternalError, problem_response
+from todo_api.errors import CorsRefused, InternalError, ServiceUnavailable, problem_response
 from todo_api.log import app_log, request_id_var
+from todo_api.shutdown import drain
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # A JWS compact serialization: three dot-separated base64url segments (the signature may be empty).
@@ -84,6 +88,9 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
+                if drain.active:
+                    # Stopping: no request after this one on this connection (uvicorn honours it).
+                    headers["Connection"] = "close"
                 if docs:
                     headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
             elif head and message["type"] == "http.response.body":
@@ -208,6 +215,19 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # At the end of the shutdown grace period uvicorn cancels the requests still running
+            # and would answer them with a plain-text 500. Their commit may or may not have
+            # happened: that is the contract's 503, in doubt.
+            if not drain.active or response_started:
+                raise
+            app_log.warning(
+                "request cancelled at the end of the shutdown grace period",
+                extra={"event": "request_cancelled", "request_id": request_id_var.get()},
+            )
+            response = problem_response(ServiceUnavailable(), request_id_var.get())
+            await response(scope, receive, send)
+            # Answered: the request is over, so it ends normally rather than as cancelled.
         except Exception as exc:
             request = Request(scope)
             app_log.error(

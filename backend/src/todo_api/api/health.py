@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from todo_api.shutdown import drain
+
 router = APIRouter(tags=["health"])
 
 
@@ -16,8 +18,8 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
-    database: Literal["ok", "unreachable", "migrations_pending"]
+    status: Literal["ready", "unavailable", "shutting_down"]
+    database: Literal["ok", "unreachable", "migrations_pending", "not_checked"]
 
 
 @router.get("/healthz", summary="The process is alive (no database)")
@@ -28,12 +30,16 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    summary="The database is reachable and migrations are at head",
+    summary="The database is reachable, migrations are at head, and no shutdown has begun",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:
     """The database is reachable and migrations are at head."""
+    if drain.active:
+        # Stopping: the load balancer should send no more, whatever the database says.
+        body = Readiness(status="shutting_down", database="not_checked")
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
     database = request.app.state.database
     expected: list[str] = request.app.state.migration_ids
     try:
