@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.conftest import TEST_SECRET
 from todo_api.config import Settings
 
 TODO_API = str(Path(sys.executable).with_name("todo-api"))
@@ -45,6 +46,12 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in names}
     env.update(settings)
     return env
+
+
+def serve_env(database_url: str, **extra: str) -> dict[str, str]:
+    """What `todo-api serve` needs against `database_url` (quiet logs), plus `extra`."""
+    settings = {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": TEST_SECRET}
+    return clean_env(**{**settings, "LOG_LEVEL": "WARNING", **extra})
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -115,6 +122,20 @@ class Server:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+
+
+def start_serve(cwd: Path, database_url: str, *, workers: int = 1, **settings: str) -> Server:
+    """`todo-api serve --workers N` on a free loopback port, once it answers /healthz."""
+    port = free_port()
+    args = ("serve", "--port", str(port), "--workers", str(workers))
+    server = Server(*args, cwd=cwd, env=serve_env(database_url, **settings), port=port)
+    try:
+        server.wait_until_healthy()
+    except BaseException:
+        if server.process.poll() is None:
+            server.kill()
+        raise
+    return server
 
 
 def _drain(stream: object, sink: list[str]) -> None:

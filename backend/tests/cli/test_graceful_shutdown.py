@@ -20,8 +20,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.cli.support import Server, clean_env, free_port
-from tests.conftest import TEST_SECRET, PostgresServer, make_token, new_user_id
+from tests.cli.support import Server, start_serve
+from tests.conftest import PostgresServer, make_token, new_user_id
 from todo_api.embedded import url_for_database
 
 IN_FLIGHT = 4
@@ -30,20 +30,6 @@ IN_FLIGHT = 4
 def _admin_url(postgres_server: PostgresServer, database_url: str) -> str:
     """A superuser URL for the test database (to hold locks a request role cannot see past)."""
     return url_for_database(postgres_server.admin_url, urlsplit(database_url).path.lstrip("/"))
-
-
-def _serve(tmp_path: Path, database_url: str, workers: int, **settings: str) -> Server:
-    port = free_port()
-    env = clean_env(
-        DATABASE_URL=database_url,
-        BETTER_AUTH_SECRET=TEST_SECRET,
-        **{"LOG_LEVEL": "WARNING", **settings},
-    )
-    server = Server(
-        "serve", "--port", str(port), "--workers", str(workers), cwd=tmp_path, env=env, port=port
-    )
-    server.wait_until_healthy()
-    return server
 
 
 def _create_tasks(server: Server, token: str, count: int) -> list[int]:
@@ -119,10 +105,10 @@ def test_sigterm_answers_every_request_in_flight_and_refuses_new_connections(
     tmp_path: Path, postgres_server: PostgresServer, database_url: str, workers: int
 ) -> None:
     grace, delay = 8.0, 1.5
-    server = _serve(
+    server = start_serve(
         tmp_path,
         database_url,
-        workers,
+        workers=workers,
         SHUTDOWN_GRACE_SECONDS=str(grace),
         SHUTDOWN_DELAY_SECONDS=str(delay),
     )
@@ -184,7 +170,7 @@ def test_requests_still_running_at_the_end_of_the_grace_period_are_answered_503(
     tmp_path: Path, postgres_server: PostgresServer, database_url: str
 ) -> None:
     grace = 3.0
-    server = _serve(tmp_path, database_url, 2, SHUTDOWN_GRACE_SECONDS=str(grace))
+    server = start_serve(tmp_path, database_url, workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
     admin_url = _admin_url(postgres_server, database_url)
     token = make_token(new_user_id())
     ids = _create_tasks(server, token, 2)

@@ -13,21 +13,16 @@ import pytest
 from tests.cli.support import (
     Server,
     alive,
-    clean_env,
     free_port,
     one_error_line,
     port_held,
     run_cli,
+    serve_env,
     wait_gone,
 )
-from tests.conftest import TEST_SECRET, PostgresServer, create_scratch_database, new_user_id
+from tests.conftest import PostgresServer, create_scratch_database, new_user_id
 from todo_api import migrations
 from todo_api.embedded import url_for_database
-
-
-def _serve_env(database_url: str, **extra: str) -> dict[str, str]:
-    settings = {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": TEST_SECRET}
-    return clean_env(**{**settings, "LOG_LEVEL": "WARNING", **extra})
 
 
 def _workers(server: Server) -> list[psutil.Process]:
@@ -39,7 +34,7 @@ def test_serve_with_two_workers_answers_probes_and_accepts_a_minted_token(
     tmp_path: Path, database_url: str
 ) -> None:
     port = free_port()
-    env = _serve_env(database_url)
+    env = serve_env(database_url)
     args = ("serve", "--port", str(port), "--workers", "2")
     server = Server(*args, cwd=tmp_path, env=env, port=port)
     try:
@@ -64,19 +59,19 @@ def test_serve_with_two_workers_answers_probes_and_accepts_a_minted_token(
 
 
 def _invalid_secret(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
-    return _serve_env(database_url, BETTER_AUTH_SECRET="short-secret-value")
+    return serve_env(database_url, BETTER_AUTH_SECRET="short-secret-value")
 
 
 def _invalid_pool(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
-    return _serve_env(database_url, DB_POOL_MAX_SIZE="0")
+    return serve_env(database_url, DB_POOL_MAX_SIZE="0")
 
 
 def _missing_database(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
-    return _serve_env(url_for_database(database_url, "todo_no_such_database"))
+    return serve_env(url_for_database(database_url, "todo_no_such_database"))
 
 
 def _not_migrated(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
-    return _serve_env(create_scratch_database(postgres_server.admin_url, prefix="todo_serve"))
+    return serve_env(create_scratch_database(postgres_server.admin_url, prefix="todo_serve"))
 
 
 def _rls_not_forced(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
@@ -85,7 +80,7 @@ def _rls_not_forced(postgres_server: PostgresServer, database_url: str) -> dict[
     with psycopg.connect(url, autocommit=True) as conn:
         # The login role owns the table: without FORCE, the owner bypasses every policy.
         conn.execute("alter table tasks no force row level security")
-    return _serve_env(url)
+    return serve_env(url)
 
 
 def _truncate_granted(postgres_server: PostgresServer, database_url: str) -> dict[str, str]:
@@ -94,7 +89,7 @@ def _truncate_granted(postgres_server: PostgresServer, database_url: str) -> dic
     with psycopg.connect(url, autocommit=True) as conn:
         # TRUNCATE ignores row-level security: one request could empty every user's tasks.
         conn.execute("grant truncate on tasks to todo_app")
-    return _serve_env(url)
+    return serve_env(url)
 
 
 @pytest.mark.parametrize(
@@ -130,14 +125,14 @@ def test_serve_refuses_with_one_line_before_binding_its_port(
 def test_serve_refuses_a_taken_port_with_one_line(tmp_path: Path, database_url: str) -> None:
     port = free_port()
     with port_held(port):
-        result = run_cli("serve", "--port", str(port), cwd=tmp_path, env=_serve_env(database_url))
+        result = run_cli("serve", "--port", str(port), cwd=tmp_path, env=serve_env(database_url))
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in one_error_line(result.stderr)
 
 
 def test_serve_stops_its_workers_on_sigint(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    env = _serve_env(database_url)
+    env = serve_env(database_url)
     args = ("serve", "--port", str(port), "--workers", "2")
     server = Server(*args, cwd=tmp_path, env=env, port=port)
     server.wait_until_healthy()
