@@ -51,6 +51,8 @@ def test_no_verification_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
         ("CORS_ORIGINS", "not a url"),
         ("LOG_LEVEL", "chatty"),
         ("BETTER_AUTH_URL", "ftp://auth.example.com"),
+        ("SHUTDOWN_GRACE_SECONDS", "0"),
+        ("SHUTDOWN_DELAY_SECONDS", "20"),  # not less than the default grace period
     ],
 )
 def test_invalid_values_name_their_variable(
