@@ -104,7 +104,7 @@ def _connection_refused(port: int) -> bool:
 def test_sigterm_answers_every_request_in_flight_and_refuses_new_connections(
     tmp_path: Path, postgres_server: PostgresServer, database_url: str, workers: int
 ) -> None:
-    grace, delay = 8.0, 1.5
+    grace, delay = 8.0, 2.0
     server = start_serve(
         tmp_path,
         database_url,

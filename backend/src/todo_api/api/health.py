@@ -35,7 +35,7 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:
-    """The database is reachable and migrations are at head."""
+    """The database is reachable, migrations are at head, and no shutdown has begun."""
     if drain.active:
         # Stopping: the load balancer should send no more, whatever the database says.
         body = Readiness(status="shutting_down", database="not_checked")
