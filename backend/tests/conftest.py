@@ -86,7 +86,9 @@ def postgres_server() -> Iterator[PostgresServer]:
     if configured_pg_bin() is None and _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:17-alpine", driver=None) as container:
+        # The newest supported major, like the embedded one: the default leg proves 18, the
+        # TEST_PG_BIN leg of .ci/run the oldest (15).
+        with PostgresContainer("postgres:18-alpine", driver=None) as container:
             yield PostgresServer(container.get_connection_url(), "testcontainers")
         return
     with running_cluster() as (cluster, admin_url):
