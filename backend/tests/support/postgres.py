@@ -30,7 +30,6 @@ FAST_UNSAFE_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
-    "max_connections": "200",
 }
 # Debian's postgres package creates this user; pgserver's user would do as well.
 UNPRIVILEGED_USERS = ("postgres", "pgserver", "nobody")
