@@ -279,7 +279,7 @@ def test_text_postgres_cannot_hold_is_a_validation_error_on_every_route(
     )
 
 
-@pytest.mark.parametrize("title", ["valid", "move", "v", "Vivid v"])
+@pytest.mark.parametrize("title", ["valid", "shiv", "v", "Vivid v"])
 def test_titles_that_start_or_end_with_v_are_stored(
     client: TestClient, caller: Caller, title: str
 ) -> None:
