@@ -51,6 +51,10 @@ def _storable(text: str) -> str:
     return text
 
 
+def _storable_text(value: object) -> object:
+    return _storable(value) if isinstance(value, str) else value
+
+
 def _trimmed_title(text: str) -> str:
     text = _storable(text).strip(TITLE_WHITESPACE)
     if not 1 <= len(text) <= TITLE_MAX:
@@ -102,7 +106,9 @@ Description = Annotated[
         pattern=NO_NUL_PATTERN,
         description=f"At most {DESCRIPTION_MAX} characters, kept as sent. No NUL characters.",
     ),
-    AfterValidator(_storable),
+    # Before the string checks, so NUL and lone surrogates get the same messages as in a title
+    # (pydantic's own pattern check would call a surrogate "unable to parse raw data").
+    BeforeValidator(_storable_text),
 ]
 # format "date" (RFC 3339 full-date) admits year 0000, which Python's calendar (and so the API)
 # does not; the pattern says so. Spelled without a lookahead, which not every client regex
