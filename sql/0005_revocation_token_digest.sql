@@ -1,4 +1,4 @@
--- depends: 0003_token_revocation
+-- depends: 0004_title_trimmed_portable
 -- A jti of any length is revocable: revoked_tokens.token_id now holds a fixed-size digest of the
 -- jti ('jti-sha256:' || hex of SHA-256 over its UTF-8), as the verifier computes it, instead of
 -- the raw 'jti:<jti>' that the 300-character check refused beyond about 300 characters.

@@ -1,4 +1,4 @@
--- depends: 0003_token_revocation
+-- depends: 0005_revocation_token_digest
 -- Requests never delete from revoked_tokens: a revocation stays until its token expires, and the
 -- expired rows of every user are purged by todo_purge_expired_revocations(), a SECURITY DEFINER
 -- function owned by todo_maintenance, whose own grant and policies are unchanged here. The DELETE

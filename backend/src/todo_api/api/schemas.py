@@ -23,48 +23,104 @@ from pydantic import (
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Only "YYYY-MM-DD" in ASCII digits (re's \d would also match other scripts' digits).
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+# What a title is trimmed of: Unicode's White_Space property, all 25 code points. The database
+# trims the same set (tasks_title_trimmed, sql/0004_title_trimmed_portable.sql), and
+# tests/db/test_validation_agrees_with_database.py compares the two over every code point.
+# Not str.strip()'s set: Python also counts U+001C-U+001F (control separators) as whitespace,
+# which Unicode does not; a title keeps those, as the database would.
+TITLE_WHITESPACE = (
+    "\t\n\v\f\r \u0085\u00a0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
 
-def _no_nul(text: str) -> str:
-    # Postgres text cannot hold NUL; refuse it as a validation error, not a database error.
+def _storable(text: str) -> str:
+    """Refuse what PostgreSQL text cannot hold, as a validation error, not a database error."""
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
+    # A lone surrogate (JSON "\ud800") is no character: it has no UTF-8 encoding to store.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must not contain lone surrogates (invalid Unicode)") from None
     return text
 
 
+def _storable_text(value: object) -> object:
+    return _storable(value) if isinstance(value, str) else value
+
+
 def _trimmed_title(text: str) -> str:
-    text = text.strip()
+    text = _storable(text).strip(TITLE_WHITESPACE)
     if not 1 <= len(text) <= TITLE_MAX:
         raise ValueError(f"must be 1 to {TITLE_MAX} characters after trimming whitespace")
-    return _no_nul(text)
+    return text
 
 
 def _iso_date(value: object) -> object:
-    # Only "YYYY-MM-DD" (or null): no timestamps, no numbers read as Unix time.
+    # Only "YYYY-MM-DD" (or null): no timestamps, no numbers read as Unix time, years 0001-9999
+    # (all of them finite dates PostgreSQL stores exactly).
     if value is None or isinstance(value, date):
         return value
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ValueError("must be a date in the form YYYY-MM-DD")
-    return date.fromisoformat(value)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a calendar date between 0001-01-01 and 9999-12-31") from None
 
 
-# What the schema documents is exactly what is accepted (contract tests generate from it): some
-# non-whitespace, no NUL anywhere.
+# What the schema documents is exactly what is accepted (contract tests generate from it, and
+# tests/api/test_schema_constraints.py checks it): no NUL anywhere.
 NO_NUL_PATTERN = r"^[^\u0000]*$"
+_WS = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The title's limit is on the trimmed value (SPEC: 1-200 characters after trimming), which
+# maxLength cannot say: a 200-character title pasted with a trailing newline is valid. So the
+# schema has no maxLength; the pattern states the rule exactly (optional whitespace, then 1 to
+# 200 characters that start and end with non-whitespace, then optional whitespace), so a client
+# validating against it agrees with the server on every string, and the description says it in
+# words for people.
+TITLE_PATTERN = (
+    rf"^[{_WS}]*[^{_WS}\u0000](?:[^\u0000]{{0,{TITLE_MAX - 2}}}[^{_WS}\u0000])?[{_WS}]*$"
+)
 TITLE_SCHEMA = {
     "type": "string",
     "minLength": 1,
-    "maxLength": TITLE_MAX,
-    "pattern": r"^[^\u0000]*\S[^\u0000]*$",
-    "description": f"Trimmed; 1 to {TITLE_MAX} characters remain.",
+    "pattern": TITLE_PATTERN,
+    "description": (
+        f"Leading and trailing whitespace (Unicode White_Space) is trimmed; 1 to {TITLE_MAX} "
+        "characters must remain. No NUL characters."
+    ),
 }
 
 Title = Annotated[StrictStr, AfterValidator(_trimmed_title), WithJsonSchema(TITLE_SCHEMA)]
 Description = Annotated[
-    StrictStr, Field(max_length=DESCRIPTION_MAX, pattern=NO_NUL_PATTERN), AfterValidator(_no_nul)
+    StrictStr,
+    Field(
+        max_length=DESCRIPTION_MAX,
+        pattern=NO_NUL_PATTERN,
+        description=f"At most {DESCRIPTION_MAX} characters, kept as sent. No NUL characters.",
+    ),
+    # Before the string checks, so NUL and lone surrogates get the same messages as in a title
+    # (pydantic's own pattern check would call a surrogate "unable to parse raw data").
+    BeforeValidator(_storable_text),
 ]
-DueDate = Annotated[date, BeforeValidator(_iso_date)]
+# format "date" (RFC 3339 full-date) admits year 0000, which Python's calendar (and so the API)
+# does not; the pattern says so. Spelled without a lookahead, which not every client regex
+# engine (or test generator) supports.
+_YEAR_0001_TO_9999 = "(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
+DUE_DATE_SCHEMA = {
+    "type": "string",
+    "format": "date",
+    "pattern": f"^{_YEAR_0001_TO_9999}-[0-9]{{2}}-[0-9]{{2}}$",
+    "description": "A calendar date YYYY-MM-DD, years 0001 to 9999.",
+}
+DueDate = Annotated[date, BeforeValidator(_iso_date), WithJsonSchema(DUE_DATE_SCHEMA)]
 
 
 def _never_null(message: str) -> BeforeValidator:
