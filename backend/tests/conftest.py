@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from tests.support import pgtap
@@ -34,7 +35,7 @@ from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 from tests.support.postgres import PG_BIN_SETTING, Cluster, configured_pg_bin, running_cluster
 from todo_api import migrations
 from todo_api.config import Settings
-from todo_api.embedded import EmbeddedPostgres, create_owned_database
+from todo_api.embedded import EmbeddedPostgres, create_owned_database, url_for_database
 from todo_api.main import create_app
 from todo_api.security.minting import mint_token
 
@@ -119,6 +120,21 @@ def database_url(postgres_server: PostgresServer) -> str:
     url = create_scratch_database(postgres_server.admin_url)
     migrations.apply(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def superuser_database_url(postgres_server: PostgresServer, database_url: str) -> str:
+    """The session's database as the superuser, who sees through row-level security."""
+    return url_for_database(
+        postgres_server.admin_url, str(conninfo_to_dict(database_url)["dbname"])
+    )
+
+
+@pytest.fixture(scope="module")
+def superuser(superuser_database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit superuser connection to the session's database, for checks and locks."""
+    with psycopg.connect(superuser_database_url, autocommit=True) as conn:
+        yield conn
 
 
 @pytest.fixture(scope="session")

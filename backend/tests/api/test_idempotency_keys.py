@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -15,17 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller, PostgresServer, as_request_role
-from todo_api.embedded import url_for_database
-
-
-@pytest.fixture(scope="module")
-def superuser(postgres_server: PostgresServer, database_url: str) -> Iterator[psycopg.Connection]:
-    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(
-        url_for_database(postgres_server.admin_url, str(name)), autocommit=True
-    ) as conn:
-        yield conn
+from tests.conftest import Caller, as_request_role
 
 
 def _key() -> str:

@@ -14,22 +14,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 
 from tests.cli.support import Server, start_serve
-from tests.conftest import PostgresServer, make_token, new_user_id
-from todo_api.embedded import url_for_database
+from tests.conftest import make_token, new_user_id
 
 IN_FLIGHT = 4
-
-
-def _admin_url(postgres_server: PostgresServer, database_url: str) -> str:
-    """A superuser URL for the test database (to hold locks a request role cannot see past)."""
-    return url_for_database(postgres_server.admin_url, urlsplit(database_url).path.lstrip("/"))
 
 
 def _create_tasks(server: Server, token: str, count: int) -> list[int]:
@@ -102,7 +95,7 @@ def _connection_refused(port: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_answers_every_request_in_flight_and_refuses_new_connections(
-    tmp_path: Path, postgres_server: PostgresServer, database_url: str, workers: int
+    tmp_path: Path, superuser_database_url: str, database_url: str, workers: int
 ) -> None:
     grace, delay = 8.0, 2.0
     server = start_serve(
@@ -113,7 +106,7 @@ def test_sigterm_answers_every_request_in_flight_and_refuses_new_connections(
         SHUTDOWN_DELAY_SECONDS=str(delay),
     )
     port = int(server.base_url.rsplit(":", 1)[1])
-    admin_url = _admin_url(postgres_server, database_url)
+    admin_url = superuser_database_url
     token = make_token(new_user_id())
     ids = _create_tasks(server, token, IN_FLIGHT)
     try:
@@ -167,11 +160,11 @@ def test_sigterm_answers_every_request_in_flight_and_refuses_new_connections(
 
 @pytest.mark.slow
 def test_requests_still_running_at_the_end_of_the_grace_period_are_answered_503(
-    tmp_path: Path, postgres_server: PostgresServer, database_url: str
+    tmp_path: Path, superuser_database_url: str, database_url: str
 ) -> None:
     grace = 3.0
     server = start_serve(tmp_path, database_url, workers=2, SHUTDOWN_GRACE_SECONDS=str(grace))
-    admin_url = _admin_url(postgres_server, database_url)
+    admin_url = superuser_database_url
     token = make_token(new_user_id())
     ids = _create_tasks(server, token, 2)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_SECRET, Caller, PostgresServer, make_token, new_user_id
-from todo_api.embedded import url_for_database
+from tests.conftest import TEST_SECRET, Caller, make_token, new_user_id
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +28,6 @@ OWNER = new_user_id()
 OTHER = new_user_id()
 OWNER_TOKEN = make_token(OWNER, ttl_seconds=4 * 3600)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
-
-
-@pytest.fixture(scope="module")
-def superuser(postgres_server: PostgresServer, database_url: str) -> Iterator[psycopg.Connection]:
-    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    url = url_for_database(postgres_server.admin_url, str(name))
-    with psycopg.connect(url, autocommit=True) as conn:
-        yield conn
 
 
 def _owner_task_ids(client: TestClient, conn: psycopg.Connection) -> list[int]:
