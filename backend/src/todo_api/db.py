@@ -231,12 +231,21 @@ class RequestTransaction:
         except (pg_errors.CheckViolation, pg_errors.NotNullViolation, pg_errors.DataError) as exc:
             # API validation should have caught it; the database is the last line.
             log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)
-            raise ValidationFailed(
-                "The request violates a data constraint.",
-                errors=[{"loc": ["body"], "msg": "violates a data constraint"}],
-            ) from None
+            raise _constraint_refused() from None
+        except UnicodeEncodeError:
+            # A value PostgreSQL text cannot hold (a lone surrogate): binding it client-side
+            # fails before anything is sent, where the server would have refused it.
+            log.info("constraint refused a write: not encodable")
+            raise _constraint_refused() from None
         except (PoolTimeout, psycopg.OperationalError) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             if not isinstance(exc, PoolTimeout):
                 self._database.check_idle_connections()
             raise ServiceUnavailable() from None
+
+
+def _constraint_refused() -> ValidationFailed:
+    return ValidationFailed(
+        "The request violates a data constraint.",
+        errors=[{"loc": ["body"], "msg": "violates a data constraint"}],
+    )

@@ -91,6 +91,21 @@ def test_create_refuses_invalid_bodies_with_a_validation_problem(
     assert any(error["loc"][:2] == ["body", field] for error in problem["errors"])
 
 
+def test_text_postgres_cannot_hold_is_a_validation_error_and_creates_nothing(
+    client: TestClient, alice: Caller
+) -> None:
+    # A lone surrogate is valid JSON (\ud800) but not UTF-8, so no PostgreSQL text can hold it.
+    response = client.post(
+        "/api/tasks",
+        content=b'{"title": "\\ud800"}',
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert client.get("/api/tasks", headers=alice.headers).json() == []
+
+
 def test_title_of_200_characters_after_trimming_is_accepted(
     client: TestClient, alice: Caller
 ) -> None:
