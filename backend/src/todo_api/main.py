@@ -161,9 +161,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    framework_routes = list(app.router.routes)  # openapi.json and the offline docs
     app.include_router(health.router)
-    app.include_router(tasks.router)
+    tasks.include(app)
     app.include_router(users.router)
+    # Every request is matched against the routes in order: the API's first, the docs last.
+    app.router.routes[:] = [*app.router.routes[len(framework_routes) :], *framework_routes]
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import (
     AfterValidator,
@@ -111,7 +111,6 @@ async def require_path_user(
 task_routes = APIRouter(
     prefix="/tasks", responses=PROBLEM_RESPONSES, route_class=AuthenticatedRoute
 )
-router = APIRouter()
 
 
 def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -479,10 +478,13 @@ async def toggle_task(
     return _task_response(task_id, task)
 
 
-router.include_router(task_routes, prefix="/api", tags=["tasks"])
-router.include_router(
-    task_routes,
-    prefix="/api/{user_id}",
-    tags=["tasks (hackathon paths)"],
-    dependencies=[Depends(require_path_user)],
-)
+def include(app: FastAPI) -> None:
+    """Serve the task routes under both path styles, included into the app itself: FastAPI
+    matches every level of nested routers on every request."""
+    app.include_router(task_routes, prefix="/api", tags=["tasks"])
+    app.include_router(
+        task_routes,
+        prefix="/api/{user_id}",
+        tags=["tasks (hackathon paths)"],
+        dependencies=[Depends(require_path_user)],
+    )
