@@ -108,10 +108,15 @@ async def get_current_user(request: Request) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_request_transaction(request: Request, user: CurrentUser) -> RequestTransaction:
-    """The request's one transaction, as `todo_app` with `app.user_id` = the caller (T003)."""
+async def get_request_transaction(request: Request) -> RequestTransaction:
+    """The request's one transaction, as `todo_app` with `app.user_id` = the caller (T003).
+
+    It calls `authenticate` itself rather than depending on `CurrentUser`: FastAPI solves a
+    sub-dependency's parameters on every request even when its value is cached, and the user is
+    verified once per request either way (#8).
+    """
     database: Database = request.app.state.database
-    return database.transaction(user)
+    return database.transaction(await authenticate(request))
 
 
 Conn = Annotated[RequestTransaction, Depends(get_request_transaction)]
