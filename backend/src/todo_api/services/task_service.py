@@ -100,7 +100,7 @@ _DIRECTIONS: dict[SortOrder, tuple[sql.SQL, sql.SQL]] = {
 # One page as a JSON array, plus whether more rows exist and the last row's keyset position.
 # limit + 1 rows are read in index order; the extra row only says "there is a next page".
 # Each task's JSON comes from a LATERAL row of the API's columns (the planner flattens it): a
-# scalar sub-select per row, as _TASK_JSON is, cost PostgreSQL ~20 % more CPU per page (#8).
+# scalar sub-select per row, as _TASK_JSON is, cost PostgreSQL ~5-9 % more CPU per page (#8).
 # The text search is strpos on lower(), not ILIKE: it has no wildcards to escape (% and _ are
 # literal), and the planner cannot mistake it for a rare match and give up the ordered index walk
 # for a scan of the whole table (RLS keeps a trigram index from helping anyway: ILIKE is not
