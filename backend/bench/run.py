@@ -622,8 +622,8 @@ def render(report: Report) -> str:
         lines.append("")
     if report.rls:
         lines.append(
-            "RLS at the database (pgbench, the service's first-page list statement in the"
-            " service's pipelined transaction; best of 3 alternating runs each):"
+            "RLS at the database (pgbench, the service's first-page list statement, prepared,"
+            " in a pipelined transaction; best of 3 alternating runs each):"
         )
         for rls in report.rls:
             lines.append(
