@@ -1,6 +1,7 @@
 """What row-level security costs at the database: the service's own list statement, run by pgbench
-as `todo_app` (policies apply) and as a superuser (policies bypassed), in the same pipelined
-transaction the service sends; EXPLAIN ANALYZE of both explains the difference.
+as `todo_app` (policies apply) and as a superuser (policies bypassed), prepared, in a pipelined
+BEGIN / set_config / statement / COMMIT (the service sends one simple-protocol string instead;
+the statement and its plan are the same); EXPLAIN ANALYZE of both explains the difference.
 """
 
 from __future__ import annotations

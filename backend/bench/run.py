@@ -6,8 +6,10 @@
 2. Round trips: the API (`todo-api serve`, one worker) connects through a counting proxy; each
    route is called sequentially and the proxy counts round trips per request, then adds latency to
    check the count (one round trip = each request gets exactly that much slower).
-3. Throughput: the API connected straight to PostgreSQL, and the ceiling app (JWT verification
-   only), each pinned to one core with PostgreSQL and wrk on the other; wrk drives each scenario.
+3. Throughput: the API connected straight to PostgreSQL, the FastAPI reference (the service's
+   routes and token verifier in plain FastAPI, fixed bodies, no database) and the ceiling app (JWT
+   verification only), each pinned to one core with PostgreSQL and wrk on the other; wrk drives
+   each scenario against the reference and then the API, the ceiling runs first and last.
 4. Row-level security at the database: pgbench runs the service's list statement with and without
    policies; EXPLAIN ANALYZE shows why they cost what they cost.
 """
@@ -42,8 +44,10 @@ from todo_api.security.minting import mint_token
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-" + "b" * 40  # a throwaway signing key for this run's tokens
 
-TARGETS = {"list": 0.35, "get": 0.40, "create": 0.40, "toggle": 0.40}
-HEAVY_TO_LIGHT_MAX = 1.2
+# Throughput as a share of the FastAPI reference's on the same scenario (#8).
+TARGETS = {"list": 0.40, "get": 0.50, "create": 0.50, "toggle": 0.50}
+HEAVY_TO_LIGHT_MAX = 1.1
+LIST_POSTGRES_CPU_MAX_US = 300.0
 RLS_COST_MAX = 0.10
 PEAK_RSS_MAX_MB = 150.0
 BUSY_LOAD_AVERAGE = 0.5
@@ -250,6 +254,26 @@ def ceiling_server(layout: Layout, workdir: Path) -> Server:
     return Server("ceiling", [*layout.server_pin, *command], env, port, log_path)
 
 
+def reference_server(layout: Layout, workdir: Path) -> Server:
+    """The FastAPI reference (bench/reference.py), started through the service's own uvicorn
+    settings."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://unused@127.0.0.1/unused",
+        "BETTER_AUTH_SECRET": SECRET,
+        "PYTHONPATH": os.pathsep.join([str(BACKEND_DIR / "src"), str(BACKEND_DIR)]),
+    }
+    command = [sys.executable, "-m", "bench.reference", "--port", str(port)]
+    log_path = workdir / "reference" / "server.log"
+    log_path.parent.mkdir()
+    return Server("FastAPI reference", [*layout.server_pin, *command], env, port, log_path)
+
+
+# Scenarios the reference serves (the same method and path as the API's).
+REFERENCE_SCENARIOS = frozenset({"list", "get", "create", "toggle", "me", "heavy", "light"})
+
+
 # --- round trips ---------------------------------------------------------------------------------
 
 
@@ -361,7 +385,12 @@ class Driven:
 
 
 async def drive(
-    args: argparse.Namespace, script: Path, server: Server, scenario: str, postgres: int | None
+    args: argparse.Namespace,
+    script: Path,
+    server: Server,
+    scenario: str,
+    postgres: int | None,
+    label: str = "",
 ) -> Driven:
     if args.warmup > 0:
         await load.run_wrk(
@@ -383,7 +412,7 @@ async def drive(
         postgres_cpu_us=postgres_cpu / requests * 1e6,
     )
     print(
-        f"  {scenario:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        f"  {label:9} {scenario:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}  server {driven.server_cpu_us:.0f}"
         f" us CPU/req ({driven.server_busy:.0%} of its core)",
         flush=True,
@@ -452,10 +481,12 @@ class Report:
     load_average_at_start: str
     settings: dict[str, Any]
     throughput: dict[str, Figure] = field(default_factory=dict)
+    reference: dict[str, Figure] = field(default_factory=dict)  # the FastAPI reference, by scenario
     ceiling_runs: list[float] = field(default_factory=list)
     round_trips: list[RoundTrips] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     ceiling_peak_rss_mb: float = 0.0
+    reference_peak_rss_mb: float = 0.0
     rls: list[RlsCost] = field(default_factory=list)
     explain: dict[str, str] = field(default_factory=dict)
     verdicts: list[str] = field(default_factory=list)
@@ -465,6 +496,13 @@ class Report:
     def ceiling_rps(self) -> float:
         return statistics.fmean(self.ceiling_runs) if self.ceiling_runs else 0.0
 
+    def to_reference(self, scenario: str) -> float:
+        """The API's throughput on `scenario` as a share of the FastAPI reference's."""
+        figure, reference = self.throughput.get(scenario), self.reference.get(scenario)
+        if figure is None or reference is None or not reference.rps:
+            return float("nan")
+        return figure.rps / reference.rps
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ceiling_rps"] = self.ceiling_rps
@@ -473,6 +511,7 @@ class Report:
             for name, figure in self.throughput.items()
             if self.ceiling_rps
         }
+        data["reference_ratios"] = {name: self.to_reference(name) for name in self.reference}
         for row, trips in zip(data["round_trips"], self.round_trips, strict=True):
             row["implied"] = trips.implied
         for row, rls in zip(data["rls"], self.rls, strict=True):
@@ -485,16 +524,21 @@ def _verdict(ok: bool, text: str) -> str:
 
 
 def judge(report: Report) -> None:
-    ceiling = report.ceiling_rps
     verdicts = report.verdicts
     for scenario, share in TARGETS.items():
-        figure = report.throughput.get(scenario)
-        if figure and ceiling:
-            ratio = figure.rps / ceiling
+        if scenario in report.throughput and scenario in report.reference:
+            ratio = report.to_reference(scenario)
             verdicts.append(
-                _verdict(ratio >= share, f"{scenario}: {ratio:.0%} of the ceiling "
-                                         f"(target >= {share:.0%})")
+                _verdict(ratio >= share, f"{scenario}: {ratio:.2f}x the FastAPI reference "
+                                         f"(target >= {share:.2f}x)")
             )  # fmt: skip
+    listed = report.throughput.get("list")
+    if listed and listed.postgres_cpu_us:
+        verdicts.append(
+            _verdict(listed.postgres_cpu_us <= LIST_POSTGRES_CPU_MAX_US, f"PostgreSQL CPU per list "
+                     f"request {listed.postgres_cpu_us:.0f} us (target <= "
+                     f"{LIST_POSTGRES_CPU_MAX_US:.0f} us)")
+        )  # fmt: skip
     heavy, light = report.throughput.get("heavy"), report.throughput.get("light")
     if heavy and light:
         ratio = heavy.p50_ms / light.p50_ms
@@ -533,25 +577,34 @@ def render(report: Report) -> str:
     ]
     if report.throughput:
         lines.append(
-            f"{'scenario':10} {'req/s':>8} {'x ceiling':>10} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'errors':>7} {'server CPU':>11} {'core busy':>10} {'PG CPU':>8}  what"
+            f"{'scenario':10} {'req/s':>8} {'x ref':>6} {'x ceiling':>10} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'errors':>7} {'server CPU':>11} {'core busy':>10} {'PG CPU':>8}  what"
         )
-        for scenario, figure in report.throughput.items():
+        rows: list[tuple[str, str | None, Figure]] = [
+            (name, name, figure) for name, figure in report.throughput.items()
+        ]
+        rows += [(f"ref {name}", None, figure) for name, figure in report.reference.items()]
+        for label, scenario, figure in rows:
             share = figure.rps / ceiling if ceiling else float("nan")
+            to_reference = report.to_reference(scenario) if scenario else float("nan")
             lines.append(
-                f"{scenario:10} {figure.rps:8.0f} {share:10.2f} {figure.p50_ms:8.2f} "
-                f"{figure.p99_ms:8.2f} {figure.errors:7d} {figure.server_cpu_us:8.0f} us "
-                f"{figure.server_busy:10.0%} {figure.postgres_cpu_us:5.0f} us  "
-                f"{load.SCENARIOS[scenario]}"
+                f"{label:10} {figure.rps:8.0f} {to_reference:6.2f} {share:10.2f} "
+                f"{figure.p50_ms:8.2f} {figure.p99_ms:8.2f} {figure.errors:7d} "
+                f"{figure.server_cpu_us:8.0f} us {figure.server_busy:10.0%} "
+                f"{figure.postgres_cpu_us:5.0f} us  "
+                f"{'FastAPI reference: ' if scenario is None else ''}"
+                f"{load.SCENARIOS[label.removeprefix('ref ')]}"
             )
         lines.append(
-            "server CPU and PG CPU: CPU time per request of the server process and of PostgreSQL;"
-            " core busy: the share of its core the server used"
+            "x ref: the API's req/s over the FastAPI reference's on the same scenario; server CPU"
+            " and PG CPU: CPU time per request of the server process and of PostgreSQL; core"
+            " busy: the share of its core the server used"
         )
         runs = ", ".join(f"{rps:.0f}" for rps in report.ceiling_runs)
         lines += [
             f"ceiling = mean of its runs ({runs} req/s) = {ceiling:.0f} req/s",
             f"peak RSS: API worker {report.peak_rss_mb:.1f} MB, "
+            f"FastAPI reference {report.reference_peak_rss_mb:.1f} MB, "
             f"ceiling app {report.ceiling_peak_rss_mb:.1f} MB",
             "",
         ]
@@ -569,8 +622,8 @@ def render(report: Report) -> str:
         lines.append("")
     if report.rls:
         lines.append(
-            "RLS at the database (pgbench, the service's first-page list statement in the"
-            " service's pipelined transaction; best of 3 alternating runs each):"
+            "RLS at the database (pgbench, the service's first-page list statement, prepared,"
+            " in a pipelined transaction; best of 3 alternating runs each):"
         )
         for rls in report.rls:
             lines.append(
@@ -702,25 +755,32 @@ async def _measure(
     if scenarios:
         print(f"driving load ({args.duration:.0f} s per scenario) ...", flush=True)
         ceiling = ceiling_server(layout, workdir)
+        reference = reference_server(layout, workdir)
         api = api_server(args, layout, db.login_url, workdir, "direct")
-        ceiling.start()
-        api.start()
+        for server in (ceiling, reference, api):
+            server.start()
         try:
             await ceiling.wait_ready("/ceiling", {"Authorization": f"Bearer {tokens[0]}"})
+            await reference.wait_ready(ready_path, ready_headers)
             await api.wait_ready(ready_path, ready_headers)
             first = await drive(args, script, ceiling, "ceiling", postgres)
-            measured = {
-                scenario: await drive(args, script, api, scenario, postgres)
-                for scenario in scenarios
-            }
+            measured: dict[str, Driven] = {}
+            for scenario in scenarios:
+                # Back to back, so drift on a shared machine hits both alike.
+                if not args.no_reference and scenario in REFERENCE_SCENARIOS:
+                    ref = await drive(args, script, reference, scenario, postgres, "reference")
+                    report.reference[scenario] = Figure.of(ref)
+                measured[scenario] = await drive(args, script, api, scenario, postgres)
             last = await drive(args, script, ceiling, "ceiling", postgres)
             report.ceiling_runs = [first.result.rps, last.result.rps]
             report.throughput["ceiling"] = Figure.mean([first, last])
             report.throughput.update({name: Figure.of(run) for name, run in measured.items()})
             report.peak_rss_mb = api.peak_rss_mb()
             report.ceiling_peak_rss_mb = ceiling.peak_rss_mb()
+            report.reference_peak_rss_mb = reference.peak_rss_mb()
         finally:
             api.stop()
+            reference.stop()
             ceiling.stop()
 
     if args.pgbench_seconds > 0:
@@ -788,6 +848,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--server-loop", default="uvloop", choices=["uvloop", "asyncio"])
     parser.add_argument("--server-http", default="httptools", choices=["httptools", "h11"])
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the FastAPI reference's runs"
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--install-wrk", action="store_true", help="apt-get install wrk if missing")
     args = parser.parse_args(argv)

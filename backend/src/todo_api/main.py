@@ -31,11 +31,7 @@ from todo_api.errors import (
     problem_response,
 )
 from todo_api.log import configure_logging, request_id_var, security_event, security_log
-from todo_api.middleware import (
-    AllowedOriginsCORSMiddleware,
-    EdgeMiddleware,
-    UnexpectedErrorMiddleware,
-)
+from todo_api.middleware import EdgeMiddleware, cors_policy
 from todo_api.security import TokenVerifier
 
 EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag"]
@@ -165,28 +161,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    framework_routes = list(app.router.routes)  # openapi.json and the offline docs
     app.include_router(health.router)
-    app.include_router(tasks.router)
+    tasks.include(app)
     app.include_router(users.router)
-    # Innermost first: the last one added wraps all the others (see middleware.py).
-    app.add_middleware(UnexpectedErrorMiddleware)
+    # Every request is matched against the routes in order: the API's first, the docs last.
+    app.router.routes[:] = [*app.router.routes[len(framework_routes) :], *framework_routes]
     app.add_middleware(
-        AllowedOriginsCORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=[
-            "Authorization",
-            "Content-Type",
-            "X-Request-ID",
-            "Idempotency-Key",
-            "If-Match",
-            "If-None-Match",
-        ],
-        expose_headers=EXPOSED_HEADERS,
-        max_age=600,
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        cors=cors_policy(settings.cors_origins, EXPOSED_HEADERS),
     )
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
 

@@ -44,6 +44,27 @@ def test_create_returns_201_the_task_and_its_location(client: TestClient, alice:
     assert client.get(response.headers["location"], headers=alice.headers).json() == task
 
 
+def test_task_and_page_json_is_compact_with_the_api_key_order(
+    client: TestClient, alice: Caller
+) -> None:
+    task = _create(client, alice, description='Say "hi" : now', due_date="2026-12-01")
+    other = _create(client, alice)
+
+    one = client.get(f"/api/tasks/{task['id']}", headers=alice.headers).text
+    page = client.get("/api/tasks", headers=alice.headers).text
+
+    expected = (
+        f'{{"id":{task["id"]},"user_id":"{alice.id}","title":"A task",'
+        f'"description":"Say \\"hi\\" : now","completed":false,"due_date":"2026-12-01",'
+        f'"created_at":"{task["created_at"]}","updated_at":"{task["updated_at"]}"}}'
+    )
+    assert one == expected
+    assert page.startswith(f'[{{"id":{other["id"]},')
+    assert page.endswith(f",{expected}]")
+    assert "}, {" not in page
+    assert "\n" not in page
+
+
 def test_create_ignores_server_controlled_and_unknown_fields(
     client: TestClient, alice: Caller, bob: Caller
 ) -> None:
@@ -89,6 +110,21 @@ def test_create_refuses_invalid_bodies_with_a_validation_problem(
     problem = response.json()
     assert problem["code"] == "validation_error"
     assert any(error["loc"][:2] == ["body", field] for error in problem["errors"])
+
+
+def test_text_postgres_cannot_hold_is_a_validation_error_and_creates_nothing(
+    client: TestClient, alice: Caller
+) -> None:
+    # A lone surrogate is valid JSON (\ud800) but not UTF-8, so no PostgreSQL text can hold it.
+    response = client.post(
+        "/api/tasks",
+        content=b'{"title": "\\ud800"}',
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert client.get("/api/tasks", headers=alice.headers).json() == []
 
 
 def test_title_of_200_characters_after_trimming_is_accepted(

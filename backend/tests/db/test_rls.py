@@ -121,8 +121,8 @@ def test_task_json_timestamps_are_utc_whatever_the_session_time_zone(database_ur
             assert result is not None
             bodies.append(result[0])
     assert bodies[0] == bodies[1] == bodies[2]
-    assert '"created_at" : "' in bodies[0]
-    assert 'Z", "updated_at"' in bodies[0]
+    assert '"created_at":"' in bodies[0]
+    assert 'Z","updated_at"' in bodies[0]
 
 
 def test_every_user_data_table_has_forced_rls_and_a_policy_per_granted_command(

@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from todo_api.errors import (
@@ -97,13 +96,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # Every route that needs a token and touches data can answer with these.
 PROBLEM_RESPONSES = problem_responses(401, 403, 404, 422, 503, 500)
 
-# Documents the Bearer scheme (used by dependencies.get_current_user); it checks nothing itself.
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    bearerFormat="JWT",
-    scheme_name="BearerAuth",
-    description="A Better Auth JWT: `Authorization: Bearer <token>`.",
-)
+# The Bearer scheme, as OpenAPI documents it; every AuthenticatedRoute operation requires it.
+BEARER_SCHEME = {
+    "type": "http",
+    "description": "A Better Auth JWT: `Authorization: Bearer <token>`.",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+}
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
 
 
 def _header(description: str) -> dict[str, Any]:
@@ -145,6 +145,9 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["BearerAuth"] = (
+            BEARER_SCHEME
+        )
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
                 for status, response in operation.get("responses", {}).items():

@@ -12,10 +12,10 @@ import hashlib
 import json
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from typing import Annotated, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import (
     AfterValidator,
@@ -111,7 +111,6 @@ async def require_path_user(
 task_routes = APIRouter(
     prefix="/tasks", responses=PROBLEM_RESPONSES, route_class=AuthenticatedRoute
 )
-router = APIRouter()
 
 
 def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -151,8 +150,15 @@ class _Cursor(BaseModel):
 def _encode_cursor(sort: SortKey, order: SortOrder, key: object, last_id: int) -> str:
     if isinstance(key, datetime | date):
         key = key.isoformat()
-    cursor = _Cursor(s=sort, o=order, k=None if key is None else str(key), i=last_id)
-    raw = cursor.model_dump_json().encode()
+    # The JSON `_Cursor.model_dump_json()` would write, without building and validating a model
+    # on every page: the values come from Postgres and from validated parameters.
+    cursor = {
+        "s": sort.value,
+        "o": order.value,
+        "k": None if key is None else str(key),
+        "i": last_id,
+    }
+    raw = json.dumps(cursor, ensure_ascii=False, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -249,12 +255,14 @@ async def list_tasks(
     page = await task_service.list_tasks(conn, user.id, query)
     headers: dict[str, str] = {}
     if page.has_more and page.last_id is not None:
-        params: dict[str, Any] = {"status": status, "sort": sort, "order": direction.value}
-        if q:
-            params["q"] = q
-        params["limit"] = limit
-        params["cursor"] = _encode_cursor(sort_key, direction, page.last_key, page.last_id)
-        query_string = urlencode(params, quote_via=quote, safe="")
+        # status, sort and order are from fixed sets of URL-safe words and the cursor is
+        # base64url, so only q needs percent-encoding.
+        search = f"&q={quote(q, safe='')}" if q else ""
+        next_cursor = _encode_cursor(sort_key, direction, page.last_key, page.last_id)
+        query_string = (
+            f"status={status}&sort={sort}&order={direction.value}{search}"
+            f"&limit={limit}&cursor={next_cursor}"
+        )
         headers["Link"] = f'<{_collection_path(request)}?{query_string}>; rel="next"'
     return _json(page.body, headers=headers)
 
@@ -470,10 +478,13 @@ async def toggle_task(
     return _task_response(task_id, task)
 
 
-router.include_router(task_routes, prefix="/api", tags=["tasks"])
-router.include_router(
-    task_routes,
-    prefix="/api/{user_id}",
-    tags=["tasks (hackathon paths)"],
-    dependencies=[Depends(require_path_user)],
-)
+def include(app: FastAPI) -> None:
+    """Serve the task routes under both path styles, included into the app itself: FastAPI
+    matches every level of nested routers on every request."""
+    app.include_router(task_routes, prefix="/api", tags=["tasks"])
+    app.include_router(
+        task_routes,
+        prefix="/api/{user_id}",
+        tags=["tasks (hackathon paths)"],
+        dependencies=[Depends(require_path_user)],
+    )

@@ -8,15 +8,13 @@ tokens that could still be presented.
 
 from __future__ import annotations
 
-from typing import LiteralString
-
-from todo_api.db import RequestTransaction
+from todo_api.db import RequestTransaction, Statement
 from todo_api.identity import User
 
 # expires_at = exp + the verifier's leeway: until then the token could still be accepted. The sum
 # is done by Postgres, whose timestamptz reaches far past Python's year 9999, so even an absurd
 # `exp` cannot overflow here.
-_REVOKE_ONE: LiteralString = """
+_REVOKE_ONE = Statement.of("""
 insert into revoked_tokens (user_id, token_id, expires_at)
 select %(user_id)s, token_id,
        %(expires_at)s::timestamptz + make_interval(secs => %(leeway_seconds)s)
@@ -24,16 +22,16 @@ from todo_purge_expired_revocations(), unnest(%(token_ids)s::text[]) as token_id
 on conflict (user_id, token_id) do update
     set expires_at = greatest(revoked_tokens.expires_at, excluded.expires_at),
         revoked_at = now()
-"""
+""")
 
 # now() is the transaction's start, so the very token sending this request is refused from here on.
-_REVOKE_ALL: LiteralString = """
+_REVOKE_ALL = Statement.of("""
 insert into user_token_revocations (user_id, revoked_before)
 select %(user_id)s, now()
 from todo_purge_expired_revocations()
 on conflict (user_id) do update
     set revoked_before = greatest(user_token_revocations.revoked_before, excluded.revoked_before)
-"""
+""")
 
 
 async def revoke_token(conn: RequestTransaction, user: User, *, leeway_seconds: int) -> None:
