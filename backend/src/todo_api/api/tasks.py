@@ -30,6 +30,7 @@ from pydantic import (
 
 from todo_api.api.openapi import PROBLEM_RESPONSES, problem_responses
 from todo_api.api.preconditions import etag, if_match_condition, none_match
+from todo_api.api.routing import add_routes
 from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
 from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, check_path_user
 from todo_api.errors import (
@@ -479,10 +480,10 @@ async def toggle_task(
 
 
 def include(app: FastAPI) -> None:
-    """Serve the task routes under both path styles, included into the app itself: FastAPI
-    matches every level of nested routers on every request."""
-    app.include_router(task_routes, prefix="/api", tags=["tasks"])
-    app.include_router(
+    """Serve the task routes under both path styles, as the app's own routes (`add_routes`)."""
+    add_routes(app, task_routes, prefix="/api", tags=["tasks"])
+    add_routes(
+        app,
         task_routes,
         prefix="/api/{user_id}",
         tags=["tasks (hackathon paths)"],
