@@ -21,19 +21,10 @@ from psycopg import sql
 
 from todo_api.db import OneStatementTransaction, Statement
 
-# The Task shape of the API, as compact JSON: row_to_json of a row with exactly these columns, in
-# this order (json_build_object would put a space on both sides of every colon). Timestamps are
-# rendered in UTC by to_char, so the output does not depend on the session's TimeZone (PgBouncer
-# may hand us any server session). JSON dates are always ISO 8601 in Postgres, whatever DateStyle
-# says.
-_TASK_COLUMNS = sql.SQL(
-    """t.id, t.user_id, t.title, t.description, t.completed, t.due_date,
-    to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created_at,
-    to_char(t.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as updated_at"""
-)
-_TASK_JSON = sql.SQL("(select row_to_json(task) from (select {columns}) task)").format(
-    columns=_TASK_COLUMNS
-)
+# The Task shape of the API, as compact JSON: each row keeps it in `api_json`, rendered by the
+# database on every insert and update (sql/0009_task_api_json.sql: row_to_json of exactly the
+# API's columns, timestamps in UTC), so reads only pass it on.
+_TASK_JSON = sql.SQL("t.api_json")
 
 
 class SortKey(StrEnum):
@@ -55,27 +46,36 @@ class _Ordering:
     """Fixed fragments for one (sort, order): the index expression and its keyset bound."""
 
     key: sql.SQL  # the indexed expression the page is ordered by
-    cursor_value: sql.SQL  # what the next cursor stores, as text
+    cursor_value: sql.SQL  # what the next cursor stores (the last row's value, a plain column)
+    cursor_text: sql.SQL  # that value as the text the cursor keeps, `{}` standing for it
     after_value: sql.SQL  # the cursor's value, as the indexed expression
 
 
 # The cursor stores each key as text that reads back as the same value (`_cursor_key` in
-# api/tasks.py): timestamps in UTC to the microsecond, dates as ISO 8601, whatever the session's
-# TimeZone or DateStyle.
-_ISO_UTC = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
+# api/tasks.py): timestamps in UTC to the microsecond, dates in ISO 8601, whatever the session's
+# TimeZone or DateStyle. Only the last row's key is rendered.
+_TIMESTAMP_TEXT = sql.SQL(
+    "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+)
 _CREATED = _Ordering(
     sql.SQL("t.created_at"),
-    sql.SQL("to_char(t.created_at at time zone 'UTC', " + _ISO_UTC + ")"),
+    sql.SQL("t.created_at"),
+    _TIMESTAMP_TEXT,
     sql.SQL("%(after_key)s::timestamptz"),
 )
 _UPDATED = _Ordering(
     sql.SQL("t.updated_at"),
-    sql.SQL("to_char(t.updated_at at time zone 'UTC', " + _ISO_UTC + ")"),
+    sql.SQL("t.updated_at"),
+    _TIMESTAMP_TEXT,
     sql.SQL("%(after_key)s::timestamptz"),
 )
 _TITLE = _Ordering(
-    sql.SQL("lower(t.title)"), sql.SQL("lower(t.title)"), sql.SQL("%(after_key)s::text")
+    sql.SQL("lower(t.title)"),
+    sql.SQL("lower(t.title)"),
+    sql.SQL("{}"),
+    sql.SQL("%(after_key)s::text"),
 )
+_DATE_TEXT = sql.SQL("to_char({}, 'YYYY-MM-DD')")
 # Tasks without a due date come last in both orders: +infinity sorts last ascending, -infinity
 # last descending (the check constraint keeps real due dates finite, and each coalesce has its own
 # index, so both directions stay index scans).
@@ -88,12 +88,14 @@ _ORDERINGS: dict[tuple[SortKey, SortOrder], _Ordering] = {
     (SortKey.TITLE, SortOrder.DESC): _TITLE,
     (SortKey.DUE_DATE, SortOrder.ASC): _Ordering(
         sql.SQL("coalesce(t.due_date, 'infinity'::date)"),
-        sql.SQL("to_char(t.due_date, 'YYYY-MM-DD')"),
+        sql.SQL("t.due_date"),
+        _DATE_TEXT,
         sql.SQL("coalesce(%(after_key)s::date, 'infinity'::date)"),
     ),
     (SortKey.DUE_DATE, SortOrder.DESC): _Ordering(
         sql.SQL("coalesce(t.due_date, '-infinity'::date)"),
-        sql.SQL("to_char(t.due_date, 'YYYY-MM-DD')"),
+        sql.SQL("t.due_date"),
+        _DATE_TEXT,
         sql.SQL("coalesce(%(after_key)s::date, '-infinity'::date)"),
     ),
 }
@@ -106,15 +108,14 @@ _DIRECTIONS: dict[SortOrder, tuple[sql.SQL, sql.SQL]] = {
 
 # One page as a JSON array, plus whether more rows exist and the last row's keyset position.
 # limit + 1 rows are read in index order; the extra row only says "there is a next page".
-# Each task's JSON comes from a LATERAL row of the API's columns (the planner flattens it): a
-# scalar sub-select per row, as _TASK_JSON is, cost PostgreSQL ~5-9 % more CPU per page (#8).
 # The text search is strpos on lower(), not ILIKE: it has no wildcards to escape (% and _ are
 # literal), and the planner cannot mistake it for a rare match and give up the ordered index walk
 # for a scan of the whole table (RLS keeps a trigram index from helping anyway: ILIKE is not
 # leakproof, so it may not become an index condition ahead of the policy).
 _LIST_TEMPLATE = sql.SQL(
     """with page as (
-    select t.*, {cursor_value} as cursor_key, row_number() over (order by {order_by}) as n
+    select t.id, t.api_json, {key} as sort_key, {cursor_value} as cursor_key,
+           row_number() over (order by {order_by}) as n
     from tasks t
     where t.user_id = %(user_id)s
       and (%(completed)s::boolean is null or t.completed = %(completed)s::boolean)
@@ -126,13 +127,13 @@ _LIST_TEMPLATE = sql.SQL(
 )
 select '['
        || coalesce(
-           string_agg(row_to_json(task)::text, ',' order by t.n) filter (where t.n <= %(limit)s),
+           string_agg(t.api_json, ',' order by {page_order}) filter (where t.n <= %(limit)s),
            '')
        || ']',
        count(*) > %(limit)s,
-       min(t.cursor_key) filter (where t.n = %(limit)s),
+       {last_key},
        min(t.id) filter (where t.n = %(limit)s)
-from page t, lateral (select {task_columns}) task"""
+from page t"""
 )
 _KEYSET = sql.SQL("\n      and ({key}, t.id) {comparison} ({after_value}, %(after_id)s)")
 
@@ -148,11 +149,18 @@ def _list_statement(sort: SortKey, order: SortOrder, has_cursor: bool) -> sql.Co
         if has_cursor
         else sql.SQL("")
     )
+    # The page is joined in the order the index walk already gave its rows (the same keys), so
+    # the planner needs no sort for the aggregate's ORDER BY.
+    page_order = sql.SQL("t.sort_key {direction}, t.id {direction}").format(direction=direction)
     return _LIST_TEMPLATE.format(
+        key=ordering.key,
         cursor_value=ordering.cursor_value,
         order_by=order_by,
+        page_order=page_order,
         keyset=keyset,
-        task_columns=_TASK_COLUMNS,
+        last_key=ordering.cursor_text.format(
+            sql.SQL("min(t.cursor_key) filter (where t.n = %(limit)s)")
+        ),
     )
 
 
@@ -167,8 +175,7 @@ _LIST = {key: Statement.of(statement) for key, statement in LIST_STATEMENTS.item
 
 _GET_TASK = Statement.of(
     sql.SQL(
-        "select {task}::text, t.version from tasks t"
-        " where t.id = %(id)s and t.user_id = %(user_id)s"
+        "select {task}, t.version from tasks t where t.id = %(id)s and t.user_id = %(user_id)s"
     ).format(task=_TASK_JSON)
 )
 
@@ -178,7 +185,7 @@ _CREATE_TASK = Statement.of(
     sql.SQL(
         """insert into tasks as t (user_id, title, description, completed, due_date)
 values (%(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s)
-returning t.id, {task}::text, t.version"""
+returning t.id, {task}, t.version"""
     ).format(task=_TASK_JSON)
 )
 
@@ -207,7 +214,7 @@ purged as materialized (
 created as (
     insert into tasks as t (user_id, title, description, completed, due_date)
     select %(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s from purged
-    returning t.id, {task}::text as body, t.version
+    returning t.id, {task} as body, t.version
 ),
 remembered as (
     insert into idempotency_keys (user_id, key, fingerprint, task_id, response)
@@ -238,7 +245,7 @@ _WHERE_OWN_AND_VERSION = sql.SQL(
     "where t.id = %(id)s and t.user_id = %(user_id)s"
     " and (%(any_version)s or t.version = any(%(versions)s::bigint[]))"
 )
-_RETURNING_TASK = sql.SQL("returning {task}::text as body, t.version").format(task=_TASK_JSON)
+_RETURNING_TASK = sql.SQL("returning {task} as body, t.version").format(task=_TASK_JSON)
 # With a precondition the statement also says whether the task exists, so a refused write is
 # told apart from an absent task (412 vs 404) in the same round trip.
 _CONDITIONAL = sql.SQL(
