@@ -73,6 +73,8 @@ _PLACEHOLDER = re.compile(rb"%\((\w+)\)s|%%|%")
 
 log = logging.getLogger(__name__)
 
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+
 AsyncConn: TypeAlias = psycopg.AsyncConnection[TupleRow]
 
 
@@ -291,7 +293,13 @@ class OneStatementTransaction:
 
     async def _send(self, statement: Statement, values: dict[str, Any], pool_wait: float) -> Result:
         database = self._database
-        async with database.pool.connection(pool_wait) as conn:
+        # getconn/putconn rather than `pool.connection()`: that context manager also enters the
+        # connection's own (commit or roll back on exit), which has nothing to do for a string
+        # that is its own implicit transaction; putconn still rolls back or replaces a
+        # connection left in a bad state.
+        pool = database.pool
+        conn = await pool.getconn(pool_wait)
+        try:
             session = database.session(conn)
             preparing = False
             if not database.prepared_statements:
@@ -308,7 +316,7 @@ class OneStatementTransaction:
                 pgconn.send_query(query)
                 results = await conn.wait(execute(pgconn))
                 for result in results:
-                    if result.status == pq.ExecStatus.FATAL_ERROR:
+                    if result.status == _FATAL_ERROR:
                         raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
             except BaseException:
                 # A PREPARE outlives the failed transaction it was sent in, unless the error
@@ -320,6 +328,8 @@ class OneStatementTransaction:
             if preparing:
                 session.prepared.add(statement.name)
             return _result(results[-1])
+        finally:
+            await pool.putconn(conn)
 
 
 def _result(result: pq.abc.PGresult) -> Result:
