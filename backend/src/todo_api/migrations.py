@@ -110,7 +110,3 @@ def pending(database_url: str) -> list[str]:
     """Ids of migrations not yet applied (empty when the database is at head)."""
     return [m.id for m in status(database_url) if not m.applied]
 
-
-def status_offline() -> list[MigrationStatus]:
-    """The migrations on disk, without touching a database (applied is always False)."""
-    return statuses(on_disk(), ())
