@@ -109,4 +109,3 @@ def status(database_url: str) -> list[MigrationStatus]:
 def pending(database_url: str) -> list[str]:
     """Ids of migrations not yet applied (empty when the database is at head)."""
     return [m.id for m in status(database_url) if not m.applied]
-
