@@ -1,4 +1,4 @@
--- depends: 0008_idempotency_keys
+-- depends: 0009_task_api_json
 -- One function says who the request's user is; every policy and the tasks.user_id default call
 -- it instead of repeating the expression (graphile/starter's app_public.current_user_id()).
 --
