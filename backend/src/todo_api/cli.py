@@ -18,8 +18,8 @@ from pydantic import SecretStr, ValidationError
 
 from todo_api import migrations
 from todo_api.config import DatabaseSettings, Settings, describe_validation_error
-from todo_api.safety import ExpectedGrantsError, inspect_database, load_expected_grants
-from todo_api.startup import StartupRefused, verify_database
+from todo_api.safety import ExpectedGrantsError, load_expected_grants
+from todo_api.startup import StartupRefused, examine_database, verify_database
 
 DATA_DIR = Path(".data")
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
@@ -207,22 +207,11 @@ def cmd_check(args: argparse.Namespace) -> None:
     except ExpectedGrantsError as exc:
         _fail(str(exc), 2)
     try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            report = inspect_database(conn, expected_grants)
-        status = migrations.status(url)
+        state = examine_database(url, connect_timeout=10, expected_grants=expected_grants)
     except psycopg.OperationalError:
         _fail("database unreachable: cannot connect with DATABASE_URL")
-    pending = [m.id for m in status if not m.applied]
-    if args.format == "json":
-        document = report.as_dict() | {"migrations": {"at_head": not pending, "pending": pending}}
-        print(json.dumps(document, indent=2))
-    else:
-        print(report.render())
-        print(
-            "Migrations: "
-            + (f"{len(pending)} pending ({', '.join(pending)})" if pending else "at head")
-        )
-    raise SystemExit(0 if report.safe else 1)
+    print(json.dumps(state.as_dict(), indent=2) if args.format == "json" else state.render())
+    raise SystemExit(0 if state.report.safe else 1)
 
 
 def _positive(text: str) -> int:

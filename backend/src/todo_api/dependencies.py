@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from todo_api.api.openapi import BEARER_SECURITY
 from todo_api.config import Settings
 from todo_api.db import Database, OneStatementTransaction
 from todo_api.errors import AuthenticationError, Forbidden, InvalidToken, MissingToken
 from todo_api.identity import User
 from todo_api.security import TokenVerifier
+from todo_api.security.bearer import BEARER_SECURITY
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop

@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.database = database
         app.state.verifier = verifier
-        app.state.migration_ids = [m.id for m in migrations.status_offline()]
+        app.state.migrations = migrations.on_disk()
         await database.open()
         security_log.info(
             "startup_configuration",

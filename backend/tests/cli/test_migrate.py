@@ -19,7 +19,7 @@ def test_migrate_applies_reports_rolls_back_and_applies_again(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     url = create_scratch_database(postgres_server.admin_url, prefix="todo_cli_migrate")
-    ids = [m.id for m in migrations.status_offline()]
+    ids = [m.id for m in migrations.on_disk()]
     try:
         assert _migrate(tmp_path, url, "status") == [f"pending  {i}" for i in ids]
         assert _migrate(tmp_path, url) == ["applied: " + ", ".join(ids)]

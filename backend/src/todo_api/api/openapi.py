@@ -1,8 +1,9 @@
 """What the OpenAPI document says about errors and authentication, in one place.
 
-Routes add `responses=PROBLEM_RESPONSES` (or a subset from `problem_responses`) and the Bearer
-dependency; `install` makes every documented error `application/problem+json`, which is what
-errors.problem_response sends.
+Routes add `responses=PROBLEM_RESPONSES` (or a subset from `problem_responses`); authenticated
+routes require the Bearer scheme of security/bearer.py, which `install` declares. `install` also
+makes every documented error `application/problem+json`, which is what errors.problem_response
+sends.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from todo_api.errors import (
     ValidationFailed,
     problem_response,
 )
+from todo_api.security.bearer import BEARER_SCHEME, SCHEME_NAME
 
 
 class ProblemFieldError(BaseModel):
@@ -96,15 +98,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # Every route that needs a token and touches data can answer with these.
 PROBLEM_RESPONSES = problem_responses(401, 403, 404, 422, 503, 500)
 
-# The Bearer scheme, as OpenAPI documents it; every AuthenticatedRoute operation requires it.
-BEARER_SCHEME = {
-    "type": "http",
-    "description": "A Better Auth JWT: `Authorization: Bearer <token>`.",
-    "scheme": "bearer",
-    "bearerFormat": "JWT",
-}
-BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
-
 
 def _header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}}
@@ -145,7 +138,7 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {})["BearerAuth"] = (
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME_NAME] = (
             BEARER_SCHEME
         )
         for path_item in schema.get("paths", {}).values():
