@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from pydantic import SecretStr
 
 from bench import database, dbcost, load
 from bench.proxy import CountingProxy, Upstream, url_through
+from tests.support.network import free_port
+from tests.support.postgres import ThrowawayEmbeddedPostgres, postmaster_pid
 from todo_api.security.minting import mint_token
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
@@ -91,13 +92,6 @@ def describe_machine() -> str:
     return f"{os.cpu_count()} cores ({model}){memory}, Python {sys.version.split()[0]}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -146,13 +140,6 @@ async def postgres_settled(postmaster_pid: int | None, processes: int) -> None:
     # Polling /proc is the only way to see another process's children exit.
     while len(_children(postmaster_pid)) > processes and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-
-
-def postmaster_pid(data_dir: Path) -> int | None:
-    try:
-        return int((data_dir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -694,15 +681,13 @@ async def run(args: argparse.Namespace) -> Report:
         if external:
             server_admin_url = external
         else:
-            from todo_api.embedded import EmbeddedPostgres
-
-            embedded = EmbeddedPostgres(workdir / "postgres", fast_unsafe=True)
+            embedded = ThrowawayEmbeddedPostgres(workdir / "postgres")
             server_admin_url = embedded.start()
         try:
             print("seeding ...", flush=True)
             db = database.create(server_admin_url)
             try:
-                await _measure(args, report, layout, workdir, db, embedded is not None)
+                await _measure(args, report, layout, workdir, db, embedded)
             finally:
                 database.drop(server_admin_url, db)
         finally:
@@ -719,7 +704,7 @@ async def _measure(
     layout: Layout,
     workdir: Path,
     db: database.BenchDatabase,
-    embedded: bool,
+    embedded: ThrowawayEmbeddedPostgres | None,
 ) -> None:
     seeded = database.seed(db, args.users, args.tasks_per_user, args.heavy_tasks)
     secret = SecretStr(SECRET)
@@ -732,7 +717,7 @@ async def _measure(
         workdir / "scenarios.lua", tokens, seeded.first_ids, args.tasks_per_user, heavy_token
     )
     ready_path, ready_headers = "/readyz", dict[str, str]()
-    postgres = postmaster_pid(workdir / "postgres") if embedded else None
+    postgres = postmaster_pid(embedded.data_dir) if embedded else None
 
     if args.round_trip_requests > 0:
         print("counting round trips through the proxy ...", flush=True)
@@ -784,7 +769,7 @@ async def _measure(
             ceiling.stop()
 
     if args.pgbench_seconds > 0:
-        pgbench = pgbench_binary(embedded)
+        pgbench = pgbench_binary(embedded is not None)
         if pgbench is None:
             print("pgbench not found: skipping the RLS measurement", file=sys.stderr)
             return

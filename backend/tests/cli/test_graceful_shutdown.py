@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.cli.support import Server, start_serve
-from tests.conftest import make_token, new_user_id
+from tests.support.tokens import make_token, new_user_id
 
 IN_FLIGHT = 4
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.cli.support import Server, start_serve
-from tests.conftest import make_token, new_user_id
+from tests.support.tokens import make_token, new_user_id
 
 
 @pytest.fixture(scope="module")

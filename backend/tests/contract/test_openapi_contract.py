@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_token, new_user_id
 from tests.support.live_server import live_server
+from tests.support.tokens import make_token, new_user_id
 from todo_api.config import Settings
 from todo_api.main import create_app
 

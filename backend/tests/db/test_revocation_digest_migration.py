@@ -13,13 +13,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from yoyo import get_backend, read_migrations
 
-from tests.conftest import (
-    PostgresServer,
-    as_request_role,
-    create_scratch_database,
-    make_token,
-    new_user_id,
-)
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
+from tests.support.request_role import as_request_role
+from tests.support.tokens import make_token, new_user_id
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.main import create_app

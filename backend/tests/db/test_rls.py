@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from tests.conftest import as_request_role, make_token, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.tokens import make_token, new_user_id
 from todo_api.db import Database
 from todo_api.safety import inspect_database
 from todo_api.services.task_service import LIST_STATEMENTS, SortKey, SortOrder

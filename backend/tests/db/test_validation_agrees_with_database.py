@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from tests.conftest import as_request_role, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.tokens import new_user_id
 from todo_api.api.schemas import TITLE_WHITESPACE
 
 MAX_CODE_POINT = 0x10FFFF

@@ -23,7 +23,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_SECRET, make_token, new_user_id
 from tests.security.jwks_server import (
     JwksServer,
     ManualClock,
@@ -34,6 +33,7 @@ from tests.security.jwks_server import (
     running_app,
     serve_jwks,
 )
+from tests.support.tokens import TEST_SECRET, make_token, new_user_id
 from todo_api.config import Settings
 
 ME = "/api/users/me"

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.cli.support import clean_env, run_cli
-from tests.conftest import PostgresServer
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from tests.conftest import TEST_SECRET
 from tests.security.jwks_server import (
     JwksServer,
     ManualClock,
@@ -25,6 +24,7 @@ from tests.security.jwks_server import (
     rsa_key,
     serve_jwks,
 )
+from tests.support.tokens import TEST_SECRET
 from todo_api.config import Settings
 from todo_api.errors import AuthenticationError, ServiceUnavailable
 from todo_api.security import TokenVerifier
