@@ -10,8 +10,9 @@
    routes and token verifier in plain FastAPI, fixed bodies, no database) and the ceiling app (JWT
    verification only), each pinned to one core with PostgreSQL and wrk on the other; wrk drives
    each scenario against the reference and then the API, the ceiling runs first and last.
-4. Row-level security at the database: pgbench runs the service's list statement with and without
-   policies; EXPLAIN ANALYZE shows why they cost what they cost.
+4. Row-level security at the database: pgbench sends the service's own request string for a
+   first page (todo_begin_request, then the prepared list statement) with the policies applying
+   and with them bypassed; EXPLAIN ANALYZE shows why they cost what they cost.
 """
 
 from __future__ import annotations
@@ -609,8 +610,8 @@ def render(report: Report) -> str:
         lines.append("")
     if report.rls:
         lines.append(
-            "RLS at the database (pgbench, the service's first-page list statement, prepared,"
-            " in a pipelined transaction; best of 3 alternating runs each):"
+            "RLS at the database (pgbench, the service's request string for a first page:"
+            " todo_begin_request + the prepared list statement; best of 3 alternating runs each):"
         )
         for rls in report.rls:
             lines.append(
@@ -774,7 +775,7 @@ async def _measure(
             print("pgbench not found: skipping the RLS measurement", file=sys.stderr)
             return
         print("measuring RLS at the database with pgbench ...", flush=True)
-        scripts = dbcost.write_scripts(workdir, args.users)
+        scripts = dbcost.write_scripts(workdir, db.admin_url, args.users)
         for who in ("light", "heavy"):
             tps: dict[str, list[float]] = {"rls": [], "bypass": []}
             cpu_us: dict[str, list[float]] = {"rls": [], "bypass": []}
