@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import (
+from tests.support.cli import (
     Server,
     clean_env,
     one_error_line,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.support import clean_env, one_error_line, run_cli
+from tests.support.cli import clean_env, one_error_line, run_cli
 from tests.support.databases import create_scratch_database
 from tests.support.network import free_port
 from tests.support.postgres import PostgresServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.support import Server, start_serve
+from tests.support.cli import Server, start_serve
 from tests.support.tokens import make_token, new_user_id
 
 

@@ -10,7 +10,7 @@ import psutil
 import psycopg
 import pytest
 
-from tests.cli.support import (
+from tests.support.cli import (
     Server,
     alive,
     one_error_line,

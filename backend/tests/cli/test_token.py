@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 from fastapi.testclient import TestClient
 
-from tests.cli.support import clean_env, one_error_line, run_cli
+from tests.support.cli import clean_env, one_error_line, run_cli
 from tests.support.tokens import TEST_SECRET, new_user_id
 
 

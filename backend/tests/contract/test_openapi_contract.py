@@ -72,7 +72,7 @@ def test_every_operation_but_the_list_passes_every_check(base_url: str, tmp_path
         "--checks",
         "all",
         # Revoking would refuse the run's own token for every later case;
-        # tests/api/test_revocation.py covers those routes.
+        # tests/auth/test_revocation.py covers those routes.
         "--exclude-path-regex",
         r"^/api/users/me/tokens?$",
         "--exclude-path-regex",

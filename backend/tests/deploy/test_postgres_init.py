@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.cli.support import clean_env, run_cli
+from tests.support.cli import clean_env, run_cli
 from tests.support.postgres import PostgresServer
 from todo_api import migrations
 

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.cli.support import Server, start_serve
+from tests.support.cli import Server, start_serve
 from tests.support.pgbouncer import running_pgbouncer
 from tests.support.tokens import make_token, new_user_id
 

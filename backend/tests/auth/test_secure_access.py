@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.security.jwks_server import running_app
+from tests.support.jwks_server import running_app
 from tests.support.tokens import TEST_SECRET, make_token, new_user_id
 from todo_api.config import Settings
 

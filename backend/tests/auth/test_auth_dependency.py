@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from tests.security.jwks_server import (
+from tests.support.jwks_server import (
     JwksServer,
     ManualClock,
     SigningKey,

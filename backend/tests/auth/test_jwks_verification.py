@@ -1,7 +1,7 @@
 """The JWKS side of the verifier against a real HTTP endpoint: caching, refresh, key selection.
 
-The app-level behaviour (status codes, headers, logs) is in tests/dependencies; these tests look at
-what only the verifier can show: how often the endpoint is asked, and which key verifies what.
+App-level behaviour (status codes, headers, logs) is in test_auth_dependency.py; these tests look
+at what only the verifier can show: how often the endpoint is asked, and which key verifies what.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from tests.security.jwks_server import (
+from tests.support.jwks_server import (
     JwksServer,
     ManualClock,
     claims,
