@@ -95,7 +95,9 @@ async def measure_round_trips(
         calls.task_id = calls.spare_ids.pop(0)
         results = []
         for route in RT_ROUTES:
-            for _ in range(6):  # past psycopg's prepare threshold (5), so prepared runs are counted
+            # Past each statement's first use on a connection (which PREPAREs it, db.Statement),
+            # so the counted runs are the EXECUTEs every later request sends.
+            for _ in range(6):
                 await calls.call(route)
             await asyncio.sleep(0.2)
             before, connections = proxy.round_trips, proxy.connections
