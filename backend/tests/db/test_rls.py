@@ -102,18 +102,23 @@ def test_a_task_cannot_be_handed_to_another_user(database_url: str) -> None:
         conn.execute("update tasks set user_id = %s", (bob,))
 
 
-def test_the_list_statement_is_confined_even_with_another_users_id(database_url: str) -> None:
-    # The services' explicit predicate is defense in depth: ask for Bob's rows as Alice.
-    alice, bob = new_user_id(), new_user_id()
-    _seed(database_url, bob, "bob's")
-    params: dict[str, Any] = {
-        "user_id": bob,
+def _first_page_params(user_id: str) -> dict[str, Any]:
+    """What the service binds for an unfiltered first page of `user_id`'s tasks."""
+    return {
+        "user_id": user_id,
         "completed": None,
         "q": None,
         "limit": 50,
         "after_key": None,
         "after_id": None,
     }
+
+
+def test_the_list_statement_is_confined_even_with_another_users_id(database_url: str) -> None:
+    # The services' explicit predicate is defense in depth: ask for Bob's rows as Alice.
+    alice, bob = new_user_id(), new_user_id()
+    _seed(database_url, bob, "bob's")
+    params = _first_page_params(bob)
     with as_request_role(database_url, alice) as conn:
         row = conn.execute(LIST_STATEMENTS[SortKey.CREATED, SortOrder.DESC, False], params)
         assert row.fetchone() == ("[]", False, None, None)
@@ -122,14 +127,7 @@ def test_the_list_statement_is_confined_even_with_another_users_id(database_url:
 def test_task_json_timestamps_are_utc_whatever_the_session_time_zone(database_url: str) -> None:
     alice = new_user_id()
     _seed(database_url, alice, "t")
-    params: dict[str, Any] = {
-        "user_id": alice,
-        "completed": None,
-        "q": None,
-        "limit": 50,
-        "after_key": None,
-        "after_id": None,
-    }
+    params = _first_page_params(alice)
     bodies = []
     for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
         with as_request_role(database_url, alice) as conn:
