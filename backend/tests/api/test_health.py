@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.main import create_app

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.support import clean_env, free_port, one_error_line, run_cli
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.cli import clean_env, one_error_line, run_cli
+from tests.support.databases import create_scratch_database
+from tests.support.network import free_port
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 from todo_api.cli import main
 from todo_api.safety import ExpectedGrantsError, load_expected_grants, vulnerabilities_of

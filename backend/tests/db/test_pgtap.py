@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database, url_for_database
 from tests.support.pgtap import INSTALL_HINT, pg_prove_binary
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
-from todo_api.embedded import url_for_database
 
 SQL_TESTS = migrations.sql_dir() / "tests"
 

@@ -18,8 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import PostgresServer, as_request_role, create_scratch_database, new_user_id
 from tests.db.test_revocation_digest_migration import _apply_until, _roll_back_through
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
+from tests.support.request_role import as_request_role, begin_request
+from tests.support.tokens import new_user_id
 from todo_api import migrations
 
 API_JSON_MIGRATION = "0009_task_api_json"
@@ -163,14 +166,14 @@ def test_every_write_leaves_api_json_equal_to_a_fresh_rendering(
     # Each write in a transaction of its own, as requests make them: updated_at moves with each.
     with psycopg.connect(migrated) as conn:
         try:
-            _as_request(conn, user_id).execute(
+            begin_request(conn, user_id).execute(
                 "insert into tasks (user_id, title, description, due_date) values (%s, %s, %s, %s)",
                 (user_id, title, description, due_date),
             )
         except psycopg.errors.CheckViolation:
             return  # a title the table's checks refuse (the API refuses it too)
         conn.commit()
-        assert _as_request(conn, user_id).execute(check).fetchall() == [(True, 1)]
+        assert begin_request(conn, user_id).execute(check).fetchall() == [(True, 1)]
         conn.commit()
         for version, write in enumerate(writes, start=2):
             keep_description, keep_due_date = (
@@ -178,7 +181,7 @@ def test_every_write_leaves_api_json_equal_to_a_fresh_rendering(
                 write["due_date"] == "keep",
             )
             try:
-                _as_request(conn, user_id).execute(
+                begin_request(conn, user_id).execute(
                     "update tasks set title = coalesce(%s, title),"
                     " description = case when %s then description else %s end,"
                     " completed = coalesce(%s, completed),"
@@ -195,14 +198,5 @@ def test_every_write_leaves_api_json_equal_to_a_fresh_rendering(
             except psycopg.errors.CheckViolation:
                 return
             conn.commit()
-            assert _as_request(conn, user_id).execute(check).fetchall() == [(True, version)]
+            assert begin_request(conn, user_id).execute(check).fetchall() == [(True, version)]
             conn.commit()
-
-
-def _as_request(conn: psycopg.Connection[Any], user_id: str) -> psycopg.Connection[Any]:
-    """Open a transaction on `conn` as a request's: role todo_app, app.user_id = user_id."""
-    conn.execute(
-        "select set_config('role', 'todo_app', true), set_config('app.user_id', %s, true)",
-        (user_id,),
-    )
-    return conn

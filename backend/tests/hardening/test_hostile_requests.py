@@ -14,7 +14,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_SECRET, Caller, make_token
+from tests.support.tokens import TEST_SECRET, Caller, make_token
 from todo_api.config import Settings
 from todo_api.log import configure_logging
 from todo_api.main import _secrets_of, create_app
