@@ -51,6 +51,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from todo_api.config import Settings
 from todo_api.errors import database_error
 from todo_api.identity import User
+from todo_api.timing import add_db_time
 
 REQUEST_ROLE = "todo_app"
 
@@ -272,6 +273,7 @@ class OneStatementTransaction:
             "request_issued_at": user.issued_at,
             "request_timeout": database.statement_timeout,
         }
+        started = time.perf_counter_ns()
         try:
             timeout = await self._take_slot()
             try:
@@ -283,6 +285,8 @@ class OneStatementTransaction:
             if isinstance(exc, psycopg.OperationalError):
                 database.check_idle_connections()
             raise error from None
+        finally:
+            add_db_time(started)
 
     async def _take_slot(self) -> float:
         """Wait for one of the pool's `max_size` slots; return what is left of the pool timeout."""

@@ -35,7 +35,7 @@ from todo_api.log import configure_logging, request_id_var, security_event, secu
 from todo_api.middleware import EdgeMiddleware, cors_policy
 from todo_api.security import TokenVerifier
 
-EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag"]
+EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag", "Server-Timing"]
 
 
 def _request_id(request: Request) -> str:

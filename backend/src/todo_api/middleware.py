@@ -9,6 +9,7 @@ For every HTTP request it does, in one pass:
 - the docs' Content-Security-Policy;
 - any unhandled exception as a 500 problem response (with the CORS and request-id headers); the
   traceback goes to the server log only;
+- `Server-Timing` on every response (todo_api.timing);
 - while the process drains for shutdown, `Connection: close` on every response, and a request
   cancelled at the end of the grace period answered 503 (in doubt).
 """
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from todo_api.errors import CorsRefused, InternalError, ServiceUnavailable, problem_response
 from todo_api.log import app_log, request_id_var
 from todo_api.shutdown import drain
+from todo_api.timing import RequestTiming, timing_var
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # A JWS compact serialization: three dot-separated base64url segments (the signature may be empty).
@@ -83,6 +85,7 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        timing = RequestTiming()
         supplied_ids: list[bytes] = []
         origin: str | None = None
         declared_length = b""
@@ -114,6 +117,7 @@ class EdgeMiddleware:
         # Set, not added: a problem response already names its request id.
         replaced = frozenset(name for name, _ in response_headers)
         context = request_id_var.set(request_id)
+        timing_context = timing_var.set(timing)
         started = False
 
         async def send_at_edge(message: Message) -> None:
@@ -122,6 +126,7 @@ class EdgeMiddleware:
                 started = True
                 headers = [h for h in message.get("headers", ()) if h[0] not in replaced]
                 headers += response_headers
+                headers.append((b"server-timing", timing.header()))
                 if drain.active:
                     # Stopping: no request after this one on this connection (uvicorn honours it).
                     headers.append((b"connection", b"close"))
@@ -165,6 +170,7 @@ class EdgeMiddleware:
                 await problem_response(InternalError(), request_id)(scope, receive, send_at_edge)
         finally:
             request_id_var.reset(context)
+            timing_var.reset(timing_context)
 
     def _simple_cors_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
         """Starlette's CORS headers for a simple request from an allowed origin."""
