@@ -151,7 +151,7 @@ class EdgeMiddleware:
                     # Caches must keep apart the answers to different origins (and to none).
                     _vary_on_origin(headers)
                 message["headers"] = headers
-            elif message["type"] == "http.response.body":
+            elif (head or metrics is not None) and message["type"] == "http.response.body":
                 final = not message.get("more_body", False)
                 if head:
                     # HEAD is GET without the body; the headers (Content-Length too) stay GET's.
