@@ -105,6 +105,7 @@ class Metrics:
             "todo_api_db_pool_waiting_requests", "Requests waiting for a database connection."
         )
         self._children: dict[tuple[int, str, int], tuple[Counter, Histogram]] = {}
+        self._failure_children: dict[str, Counter] = {}
         self._database: Database | None = None
         self._pool_errors_counted = 0
 
@@ -151,7 +152,11 @@ class Metrics:
     # --- rare events --------------------------------------------------------------------------
 
     def authentication_failed(self, reason: str) -> None:
-        self.authentication_failures.labels(reason).inc()
+        # Cached too: a client retrying a bad token can make this as frequent as requests.
+        child = self._failure_children.get(reason)
+        if child is None:
+            child = self._failure_children[reason] = self.authentication_failures.labels(reason)
+        child.inc()
 
     def database_failed(self, error: BaseException) -> None:
         """A request statement raised `error` (db.Database.on_error)."""
