@@ -11,12 +11,15 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from tests.conftest import Caller, make_token
 from todo_api.config import Settings
 from todo_api.main import create_app
+from todo_api.metrics import UNMATCHED_ROUTE as UNMATCHED
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -150,6 +153,63 @@ def test_a_scrape_counts_known_traffic_exactly_without_user_values_in_labels(
     assert str(task_id) not in {value for _, value in labels}
     # The scrape itself is counted by the next one.
     assert requests(parse(client.get("/metrics").text), "GET", "/metrics", 200) == 1
+
+
+@pytest.fixture(scope="module")
+def shared_metrics_client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"metrics_enabled": True}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ALLOWED_ROUTES.update(client.get("/openapi.json").json()["paths"])
+        yield client
+
+
+# Every value `route` may take: the documented templates (added by the fixture) and these.
+ALLOWED_ROUTES = {
+    UNMATCHED,
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/static-offline-docs/{path}",
+}
+PREFLIGHT = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"}
+# Path segments a client may send: ids, names, percent-escapes, dots, anything printable.
+SEGMENTS = st.text(
+    alphabet=st.characters(
+        codec="ascii", categories=["L", "N", "P", "S"], exclude_characters="/?#"
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=True,
+)
+@given(segment=SEGMENTS, query=SEGMENTS, with_token=st.booleans())
+def test_route_labels_are_templates_whatever_the_path(
+    shared_metrics_client: TestClient, alice: Caller, segment: str, query: str, with_token: bool
+) -> None:
+    client = shared_metrics_client
+    headers = alice.headers if with_token else {}
+    for path in (
+        f"/api/tasks/{segment}",
+        f"/api/{segment}/tasks",
+        f"/{segment}",
+        f"/api/{segment}",
+    ):
+        client.get(path, params={"q": query, "cursor": query}, headers=headers)
+        client.options(path, headers=PREFLIGHT)
+    routes = {
+        dict(labels).get("route")
+        for _, labels in parse(client.get("/metrics").text)
+        if dict(labels).get("route") is not None
+    }
+    assert routes <= ALLOWED_ROUTES, routes - ALLOWED_ROUTES
 
 
 @pytest.mark.anyio
