@@ -117,12 +117,9 @@ class Metrics:
 
     def observe(self, scope: Scope, method: str, status: int, elapsed_ns: int) -> None:
         """Count one answered request (`scope` after routing: its route is known)."""
-        # What matched: FastAPI (0.165) keeps the route as included (its template with the
-        # prefix) in its own scope entry, since both path styles of the task routes share one
-        # `route`; Starlette routes and mounts leave only their endpoint; nothing for a 404.
-        matched = (
-            scope["fastapi"].get("effective_route_context") if "fastapi" in scope else None
-        ) or scope.get("route", scope.get("endpoint"))
+        # What matched: an API route (the app's own, so its template is the whole path; see
+        # api/routing.py); Starlette routes and mounts leave only their endpoint; a 404 nothing.
+        matched = scope.get("route") or scope.get("endpoint")
         if method not in KNOWN_METHODS:
             method = "other"
         key = (id(matched), method, status)
