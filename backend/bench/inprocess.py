@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         if external:
             admin_url = external
         else:
-            from todo_api.embedded import EmbeddedPostgres
+            from tests.support.postgres import ThrowawayEmbeddedPostgres
 
-            embedded = EmbeddedPostgres(Path(tmp) / "postgres", fast_unsafe=True)
+            embedded = ThrowawayEmbeddedPostgres(Path(tmp) / "postgres")
             admin_url = embedded.start()
         try:
             db = database.create(admin_url)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from tests.conftest import Caller, make_token
+from tests.support.tokens import Caller, make_token
 from todo_api.config import Settings
 from todo_api.main import create_app
 from todo_api.metrics import UNMATCHED_ROUTE as UNMATCHED

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 
 from tests.api.test_metrics import Samples, parse, requests, value
-from tests.cli.support import Server, start_serve, wait_gone
-from tests.conftest import make_token, new_user_id
+from tests.support.cli import Server, start_serve, wait_gone
+from tests.support.tokens import make_token, new_user_id
 
 POOL_MAX = 3
 
