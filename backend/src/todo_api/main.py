@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -124,10 +124,10 @@ def _allowed_methods(request: Request) -> list[str]:
     return [method for method in _METHODS if method in served]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application. Settings default to the environment."""
-    settings = settings or get_settings()
-    metrics = Metrics() if settings.metrics_enabled else None
+def _lifespan(
+    settings: Settings, metrics: Metrics | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the app holds while it serves: the pool, the token verifier, the metrics' watch."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,12 +158,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await verifier.aclose()
             await database.close()
 
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application. Settings default to the environment."""
+    settings = settings or get_settings()
+    metrics = Metrics() if settings.metrics_enabled else None
     # FastAPIOffline serves Swagger UI and ReDoc from assets shipped in the package (no CDN).
     app = FastAPIOffline(
         title="todo-api",
         version="0.1.0",
         summary="Multi-user todo API. Isolation between users is enforced by PostgreSQL RLS.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, metrics),
         redirect_slashes=False,
     )
     app.state.metrics = metrics

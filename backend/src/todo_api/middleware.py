@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
@@ -74,6 +75,94 @@ def request_id_for(supplied: list[bytes]) -> str:
     return os.urandom(16).hex()
 
 
+@dataclass(slots=True)
+class _Incoming:
+    """What the edge reads of a request's headers, in one pass over them."""
+
+    supplied_ids: list[bytes]
+    origin: str | None
+    declared_length: bytes
+    preflight: bool
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Incoming:
+        supplied_ids: list[bytes] = []
+        origin: str | None = None
+        declared_length = b""
+        preflight = False
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                supplied_ids.append(value)
+            elif name == b"origin" and origin is None:
+                origin = value.decode("latin-1")
+            elif name == b"content-length" and not declared_length:
+                declared_length = value
+            elif name == b"access-control-request-method":
+                preflight = scope["method"] == "OPTIONS"
+        return cls(supplied_ids, origin, declared_length, preflight and origin is not None)
+
+
+class _EdgeSend:
+    """The `send` the app gets: the edge's headers on the response, HEAD's body dropped, and
+    (with metrics on) the answered request counted before its last byte leaves."""
+
+    __slots__ = ("_headers", "_replaced", "_send", "head", "method", "metrics", "preflight",
+                 "scope", "started", "status", "timing")  # fmt: skip
+
+    def __init__(
+        self,
+        send: Send,
+        scope: Scope,
+        method: str,
+        timing: RequestTiming,
+        headers: list[tuple[bytes, bytes]],
+        preflight: bool,
+    ) -> None:
+        self._send = send
+        self.scope = scope
+        self.method = method
+        self.head = method == "HEAD"
+        self.timing = timing
+        self._headers = headers
+        # Set, not added: a problem response already names its request id.
+        self._replaced = frozenset(name for name, _ in headers)
+        self.preflight = preflight
+        self.metrics: Metrics | None = None
+        self.started = False
+        self.status = 0  # of the response started and not yet counted
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            headers = [h for h in message.get("headers", ()) if h[0] not in self._replaced]
+            headers += self._headers
+            headers.append((b"server-timing", self.timing.header()))
+            if drain.active:
+                # Stopping: no request after this one on this connection (uvicorn honours it).
+                headers.append((b"connection", b"close"))
+            if not self.preflight:
+                # Caches must keep apart the answers to different origins (and to none).
+                _vary_on_origin(headers)
+            message["headers"] = headers
+        elif (self.head or self.metrics is not None) and message["type"] == "http.response.body":
+            final = not message.get("more_body", False)
+            if self.head:
+                # HEAD is GET without the body; the headers (Content-Length too) stay GET's.
+                if not final:
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            if final:
+                self.count_unfinished()
+        await self._send(message)
+
+    def count_unfinished(self) -> None:
+        """Count the response once (metrics on): at its last byte, or when it never finished."""
+        if self.metrics is not None and self.status:
+            self.metrics.observe(self.scope, self.method, self.status, self.timing.elapsed_ns())
+            self.status = 0
+
+
 class EdgeMiddleware:
     """The one ASGI layer of the service; see the module docstring.
 
@@ -99,103 +188,59 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         timing = RequestTiming()
-        supplied_ids: list[bytes] = []
-        origin: str | None = None
-        declared_length = b""
-        preflight = False
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                supplied_ids.append(value)
-            elif name == b"origin" and origin is None:
-                origin = value.decode("latin-1")
-            elif name == b"content-length" and not declared_length:
-                declared_length = value
-            elif name == b"access-control-request-method":
-                preflight = scope["method"] == "OPTIONS"
-        preflight = preflight and origin is not None
-        request_id = request_id_for(supplied_ids)
+        incoming = _Incoming.of(scope)
+        request_id = request_id_for(incoming.supplied_ids)
         scope = _routable(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         method = scope["method"]
-        head = method == "HEAD"
-        if head:
+        if method == "HEAD":
             scope["method"] = "GET"
+        origin = incoming.origin
         allowed_origin = origin is not None and self.cors.is_allowed_origin(origin)
         response_headers = [(b"x-request-id", request_id.encode())]
         if scope["path"] in DOCS_PATHS:
             response_headers.append(
                 (b"content-security-policy", DOCS_CONTENT_SECURITY_POLICY.encode())
             )
-        if allowed_origin and not preflight:
+        if allowed_origin and not incoming.preflight:
             response_headers += self._simple_cors_headers(origin or "")
-        # Set, not added: a problem response already names its request id.
-        replaced = frozenset(name for name, _ in response_headers)
+        edge = _EdgeSend(send, scope, method, timing, response_headers, incoming.preflight)
+        edge.metrics = self.metrics
         context = request_id_var.set(request_id)
         timing_context = timing_var.set(timing)
-        started = False
-        status = 0  # of the response started and not yet counted
-        metrics = self.metrics
-
-        async def send_at_edge(message: Message) -> None:
-            nonlocal started, status
-            if message["type"] == "http.response.start":
-                started = True
-                status = message["status"]
-                headers = [h for h in message.get("headers", ()) if h[0] not in replaced]
-                headers += response_headers
-                headers.append((b"server-timing", timing.header()))
-                if drain.active:
-                    # Stopping: no request after this one on this connection (uvicorn honours it).
-                    headers.append((b"connection", b"close"))
-                if not preflight:
-                    # Caches must keep apart the answers to different origins (and to none).
-                    _vary_on_origin(headers)
-                message["headers"] = headers
-            elif (head or metrics is not None) and message["type"] == "http.response.body":
-                final = not message.get("more_body", False)
-                if head:
-                    # HEAD is GET without the body; the headers (Content-Length too) stay GET's.
-                    if not final:
-                        return
-                    message = {"type": "http.response.body", "body": b"", "more_body": False}
-                if final and metrics is not None:
-                    # Counted before the last byte leaves: a scrape never misses an answer.
-                    metrics.observe(scope, method, status, timing.elapsed_ns())
-                    status = 0
-            await send(message)
-
         try:
-            if preflight:
-                await self._preflight(scope, allowed_origin)(scope, receive, send_at_edge)
+            if incoming.preflight:
+                await self._preflight(scope, allowed_origin)(scope, receive, edge)
                 return
-            limited = self._limited(declared_length, receive)
-            try:
-                await self.app(scope, limited, send_at_edge)
-            except asyncio.CancelledError:
-                # At the end of the shutdown grace period uvicorn cancels the requests still
-                # running and would answer them with a plain-text 500. Their commit may or may
-                # not have happened: that is the contract's 503, in doubt.
-                if not drain.active or started:
-                    raise
-                app_log.warning(
-                    "request cancelled at the end of the shutdown grace period",
-                    extra={"event": "request_cancelled", "request_id": request_id},
-                )
-                await problem_response(ServiceUnavailable(), request_id)(
-                    scope, receive, send_at_edge
-                )
-            except Exception as exc:
-                # Starlette's own `Exception` handler runs outside every user middleware, so its
-                # 500s would carry neither CORS headers nor X-Request-ID.
-                _log_unexpected(scope, exc)
-                if started:
-                    raise  # too late for a problem response: let the server drop the connection
-                await problem_response(InternalError(), request_id)(scope, receive, send_at_edge)
+            await self._run_app(scope, self._limited(incoming.declared_length, receive), edge)
         finally:
             request_id_var.reset(context)
             timing_var.reset(timing_context)
-            if metrics is not None and status:  # started, never finished
-                metrics.observe(scope, method, status, timing.elapsed_ns())
+            edge.count_unfinished()
+
+    async def _run_app(self, scope: Scope, receive: Receive, edge: _EdgeSend) -> None:
+        """The app, with what it may raise answered as the contract says."""
+        request_id = scope["state"]["request_id"]
+        try:
+            await self.app(scope, receive, edge)
+        except asyncio.CancelledError:
+            # At the end of the shutdown grace period uvicorn cancels the requests still
+            # running and would answer them with a plain-text 500. Their commit may or may
+            # not have happened: that is the contract's 503, in doubt.
+            if not drain.active or edge.started:
+                raise
+            app_log.warning(
+                "request cancelled at the end of the shutdown grace period",
+                extra={"event": "request_cancelled", "request_id": request_id},
+            )
+            await problem_response(ServiceUnavailable(), request_id)(scope, receive, edge)
+        except Exception as exc:
+            # Starlette's own `Exception` handler runs outside every user middleware, so its
+            # 500s would carry neither CORS headers nor X-Request-ID.
+            _log_unexpected(scope, exc)
+            if edge.started:
+                raise  # too late for a problem response: let the server drop the connection
+            await problem_response(InternalError(), request_id)(scope, receive, edge)
 
     def _simple_cors_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
         """Starlette's CORS headers for a simple request from an allowed origin."""
