@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from todo_api.api.openapi import problem_responses
+from todo_api.api.openapi import AUTHENTICATED_ERRORS, problem_responses
 from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, SettingsDep
 from todo_api.log import security_event
 from todo_api.services import task_service, token_service
@@ -32,7 +32,8 @@ class Me(BaseModel):
 @router.get(
     "/me",
     summary="The caller and their task counts",
-    responses=problem_responses(401, 503, 500),
+    operation_id="getMe",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def read_me(user: CurrentUser, conn: Conn) -> Me:
     """The caller and their task counts."""
@@ -50,7 +51,8 @@ async def read_me(user: CurrentUser, conn: Conn) -> Me:
     status_code=204,
     response_class=Response,
     summary="Revoke the token sent with this request",
-    responses=problem_responses(401, 503, 500),
+    operation_id="revokeToken",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def revoke_token(
     request: Request, user: CurrentUser, conn: Conn, settings: SettingsDep
@@ -66,7 +68,8 @@ async def revoke_token(
     status_code=204,
     response_class=Response,
     summary="Revoke every token of the caller issued so far",
-    responses=problem_responses(401, 503, 500),
+    operation_id="revokeAllTokens",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def revoke_all_tokens(request: Request, user: CurrentUser, conn: Conn) -> Response:
     """Revoke every token of the caller issued (`iat`) up to now, and every token without `iat`.
