@@ -31,6 +31,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from tests.support import pgtap
+from tests.support.node import INSTALL_HINT as NODE_INSTALL_HINT
+from tests.support.node import node_tools
 from tests.support.pgbouncer import pgbouncer_binary, running_pgbouncer
 from tests.support.postgres import PG_BIN_SETTING, Cluster, configured_pg_bin, running_cluster
 from todo_api import migrations
@@ -243,6 +245,8 @@ async def async_app(settings: Settings) -> AsyncIterator[FastAPI]:
 # installs both and sets TODO_API_REQUIRE_SYSTEM_TOOLS=1, so their absence fails CI. Tests marked
 # `pgtap` run the pgTAP policy tests in sql/tests with pg_prove; they need pgTAP on the server,
 # which only CI's PostgreSQL 15 run has, so they have their own switch, TODO_API_REQUIRE_PGTAP=1.
+# Tests marked `node` run the Node tools of clients/typescript (Debian `nodejs npm`, then
+# `npm ci` there, as .ci/run does).
 # On a machine without a tool its tests are deselected, and the run says so at the end.
 
 
@@ -257,6 +261,7 @@ SYSTEM_TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     "pgbouncer": (pgbouncer_binary, "apt-get install pgbouncer"),
     "chromium": (chromium_binary, "apt-get install chromium"),
     "pgtap": (pgtap.pgtap_runner, pgtap.INSTALL_HINT),
+    "node": (node_tools, NODE_INSTALL_HINT),
 }
 # The setting that makes a tool's tests mandatory (run, and fail without the tool).
 REQUIRE_SETTINGS = {"pgtap": pgtap.REQUIRE_SETTING}
