@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from tests.support.databases import create_owned_database, url_for_database
 from todo_api import migrations
-from todo_api.embedded import create_owned_database, url_for_database
 
 LOGIN_ROLE = "bench_login"
 LOGIN_PASSWORD = "bench-login-password-not-secret"  # noqa: S105 - a throwaway local role
@@ -41,11 +41,10 @@ class Seeded:
     tasks_per_user: int
     heavy_tasks: int
     first_ids: list[int]  # first task id of light user n at index n-1 (ids are contiguous)
-    heavy_first_id: int
 
 
 def create(server_admin_url: str) -> BenchDatabase:
-    """A fresh, migrated database owned by a non-superuser login role (as tests/conftest.py)."""
+    """A fresh, migrated database owned by a non-superuser login role (like the tests')."""
     name = f"todo_bench_{uuid.uuid4().hex[:8]}"
     login_url = create_owned_database(
         server_admin_url, name, role=LOGIN_ROLE, password=LOGIN_PASSWORD
@@ -100,4 +99,4 @@ def seed(database: BenchDatabase, users: int, tasks_per_user: int, heavy_tasks: 
         if high - low + 1 != count:
             raise RuntimeError(f"seeded ids of {user_id} are not contiguous")
     first_ids = [ranges[light_user_id(n)][0] for n in range(1, users + 1)]
-    return Seeded(users, tasks_per_user, heavy_tasks, first_ids, ranges[heavy_user_id()][0])
+    return Seeded(users, tasks_per_user, heavy_tasks, first_ids)

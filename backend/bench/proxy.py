@@ -2,8 +2,8 @@
 
 A round trip is a burst of client->server bytes that follows a server->client reply on the same
 connection: the client had to wait for the server before it could go on. A request whose set-up
-and statement are pipelined shows one; a driver that waits for each statement
-shows one per statement.
+and statement travel together (one query string, as the service sends them) shows one; a driver
+that waits for each statement shows one per statement.
 
 `latency` (seconds) delays every client->server chunk by that much, in order, so each round trip
 of a request costs that much more: a request that gets N ms slower with N ms of latency made one

@@ -39,10 +39,32 @@ class Policy:
         return self.command in ("all", command)
 
 
+@dataclass(frozen=True)
+class ServerRow:
+    version: str
+    version_num: int
+
+
 SERVER_QUERY: LiteralString = """
 select current_setting('server_version') as version,
        current_setting('server_version_num')::int as version_num
 """
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    """The request role's attributes; the report lists them in this order."""
+
+    superuser: bool
+    bypassrls: bool
+    can_login: bool
+    inherit: bool
+    createrole: bool
+    createdb: bool
+    login_role_can_enter: bool
+    member_of_privileged_role: bool
+    owned_objects: int
+
 
 ROLE_QUERY: LiteralString = """
 select r.rolsuper as superuser, r.rolbypassrls as bypassrls, r.rolcanlogin as can_login,
@@ -192,8 +214,7 @@ class TableRow:
 
     @property
     def granted(self) -> list[str]:
-        allowed = (self.can_select, self.can_insert, self.can_update, self.can_delete)
-        return [command for command, can in zip(COMMANDS, allowed, strict=True) if can]
+        return [command for command in COMMANDS if getattr(self, f"can_{command}")]
 
 
 @dataclass(frozen=True)
@@ -215,6 +236,34 @@ class DefinerRow:
     owner_reaches_user_data: bool
 
 
+# The one function every policy reads the user through (sql/0010), as the planner sees it: it
+# is inlined, and so leaves the plans alone, only while it is LANGUAGE sql, not SECURITY DEFINER,
+# without SET clauses and no more volatile than its body.
+CURRENT_USER_FUNCTION = "todo_current_user_id"
+
+CURRENT_USER_FUNCTION_QUERY: LiteralString = """
+select p.oid::regprocedure::text as signature, l.lanname as language,
+       case p.provolatile when 'i' then 'immutable' when 's' then 'stable' else 'volatile' end
+           as volatility,
+       p.prosecdef as security_definer, p.proconfig is not null as has_set_clause,
+       p.prosrc as body
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+join pg_language l on l.oid = p.prolang
+where n.nspname = current_schema() and p.pronargs = 0 and p.proname = %(function)s
+"""
+
+
+@dataclass(frozen=True)
+class FunctionRow:
+    signature: str
+    language: str
+    volatility: str
+    security_definer: bool
+    has_set_clause: bool
+    body: str
+
+
 @dataclass(frozen=True, order=True)
 class Grant:
     """One privilege held by the request role: ("column", "tasks.title", "UPDATE")."""
@@ -227,8 +276,19 @@ class Grant:
         return f"{self.privilege} on {self.kind} {self.object}"
 
 
+# Every query may name these; psycopg passes only the ones it uses.
+_PARAMETERS = {"role": REQUEST_ROLE, "function": CURRENT_USER_FUNCTION}
+
+
+def read_row(
+    conn: psycopg.Connection[Any], query: LiteralString, row_type: type[RowT]
+) -> RowT | None:
+    with conn.cursor(row_factory=class_row(row_type)) as cursor:
+        return cursor.execute(query, _PARAMETERS).fetchone()
+
+
 def read_rows(
     conn: psycopg.Connection[Any], query: LiteralString, row_type: type[RowT]
 ) -> list[RowT]:
     with conn.cursor(row_factory=class_row(row_type)) as cursor:
-        return cursor.execute(query, {"role": REQUEST_ROLE}).fetchall()
+        return cursor.execute(query, _PARAMETERS).fetchall()

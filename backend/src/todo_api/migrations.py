@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 from yoyo import get_backend, read_migrations
 
@@ -37,6 +37,38 @@ def _yoyo_url(database_url: str) -> str:
 class MigrationStatus:
     id: str
     applied: bool
+
+
+@dataclass(frozen=True)
+class MigrationFile:
+    """A migration on disk, and the hash yoyo records in `_yoyo_migration` once it is applied
+    (yoyo derives it from the id alone, so editing a file's content does not change it)."""
+
+    id: str
+    hash: str
+
+
+# What yoyo's own backend reads (get_applied_migration_hashes), for callers with a connection of
+# their own, such as /readyz on the service's pool.
+APPLIED_HASHES_QUERY: LiteralString = "select migration_hash from _yoyo_migration"
+
+
+def statuses(
+    files: Iterable[MigrationFile], applied_hashes: Iterable[str]
+) -> list[MigrationStatus]:
+    """The one meaning of "applied": the migration's hash is in `_yoyo_migration`."""
+    applied = set(applied_hashes)
+    return [MigrationStatus(m.id, m.hash in applied) for m in files]
+
+
+def unapplied(files: Iterable[MigrationFile], applied_hashes: Iterable[str]) -> list[str]:
+    """Ids of the migrations on disk not yet applied: empty means "at head"."""
+    return [m.id for m in statuses(files, applied_hashes) if not m.applied]
+
+
+def on_disk() -> list[MigrationFile]:
+    """The migrations in `sql_dir()`, in order, without touching a database."""
+    return [MigrationFile(m.id, m.hash) for m in read_migrations(str(sql_dir()))]
 
 
 @contextmanager
@@ -70,15 +102,10 @@ def rollback(database_url: str, *, everything: bool = False) -> list[str]:
 def status(database_url: str) -> list[MigrationStatus]:
     """Every known migration, in order, with whether it is applied."""
     with _backend_and_migrations(database_url) as (backend, migrations):
-        applied = backend.get_applied_migration_hashes()
-        return [MigrationStatus(m.id, m.hash in applied) for m in migrations]
+        files = [MigrationFile(m.id, m.hash) for m in migrations]
+        return statuses(files, backend.get_applied_migration_hashes())
 
 
 def pending(database_url: str) -> list[str]:
     """Ids of migrations not yet applied (empty when the database is at head)."""
     return [m.id for m in status(database_url) if not m.applied]
-
-
-def status_offline() -> list[MigrationStatus]:
-    """The migrations on disk, without touching a database (applied is always False)."""
-    return [MigrationStatus(m.id, False) for m in read_migrations(str(sql_dir()))]

@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from todo_api import catalog
 from todo_api.catalog import (
     COMMANDS,
+    CURRENT_USER_FUNCTION,
     DefinerRow,
+    FunctionRow,
     Grant,
     Policy,
+    RoleRow,
+    ServerRow,
     TableRow,
     ViewRow,
+    read_row,
     read_rows,
 )
 from todo_api.db import REQUEST_ROLE
@@ -65,7 +69,7 @@ class TableReport:
 
 @dataclass
 class SafetyReport:
-    role: dict[str, object] | None
+    role: RoleRow | None
     server_version: str = ""
     tables: list[TableReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -88,7 +92,7 @@ class SafetyReport:
         if self.role is None:
             lines.append("  MISSING")
         else:
-            lines.extend(f"  {key}: {value}" for key, value in self.role.items())
+            lines.extend(f"  {key}: {value}" for key, value in asdict(self.role).items())
         lines.append("Tables holding user data (user_id column):")
         for table in self.tables:
             lines.append(
@@ -126,7 +130,7 @@ class SafetyReport:
         return {
             "server_version": self.server_version,
             "request_role": {"name": REQUEST_ROLE, "exists": self.role is not None}
-            | (self.role or {}),
+            | (asdict(self.role) if self.role else {}),
             "tables": [
                 {
                     "name": t.name,
@@ -290,6 +294,21 @@ def _expressions(policy: Policy) -> Iterator[str]:
     yield from filter(None, (policy.using_expression, policy.check_expression))
 
 
+_CURRENT_USER_CALL = re.compile(rf"\b(?:\w+\.)?{CURRENT_USER_FUNCTION}\s*\(\s*\)", re.IGNORECASE)
+_SELECT_BODY = re.compile(r"^\s*select\s+(.*?)[\s;]*$", re.IGNORECASE | re.DOTALL)
+
+
+def _inlined(expression: str, function: FunctionRow | None) -> str:
+    """The expression with each call of the current-user function replaced by what it computes
+    (for LANGUAGE sql, the selected expression, as the planner inlines it), so the setting-read
+    checks judge the expression that actually runs."""
+    if function is None:
+        return expression
+    select = _SELECT_BODY.match(function.body) if function.language == "sql" else None
+    body = select.group(1) if select else function.body
+    return _CURRENT_USER_CALL.sub(lambda _: body, expression)
+
+
 # --- The checks ---------------------------------------------------------------------------------
 
 
@@ -301,21 +320,23 @@ def inspect_database(
     `expected_grants` (from sql/expected_grants.csv) enables the comparison of the request role's
     privileges with what the API needs.
     """
-    with conn.cursor(row_factory=dict_row) as cursor:
-        server = cursor.execute(catalog.SERVER_QUERY).fetchone()
-        role = cursor.execute(catalog.ROLE_QUERY, {"role": REQUEST_ROLE}).fetchone()
+    server = read_row(conn, catalog.SERVER_QUERY, ServerRow)
+    role = read_row(conn, catalog.ROLE_QUERY, RoleRow)
     if server is None:  # pragma: no cover - the query always returns one row
         raise RuntimeError("the server returned no version")
-    report = SafetyReport(role, str(server["version"]))
-    _check_server_version(report, int(server["version_num"]))
+    report = SafetyReport(role, server.version)
+    _check_server_version(report, server.version_num)
     if role is None:
         report.add("role_missing", Severity.ERROR, f"role {REQUEST_ROLE}", "does not exist")
         return report
     _check_role(report, role)
     tables = read_rows(conn, catalog.TABLES_QUERY, TableRow)
     policies = read_rows(conn, catalog.POLICIES_QUERY, Policy)
+    current_user = read_row(conn, catalog.CURRENT_USER_FUNCTION_QUERY, FunctionRow)
     _check_tables(report, tables, policies)
-    _check_policies(report, tables, policies)
+    _check_policies(report, tables, policies, current_user)
+    if current_user is not None:
+        _check_current_user_function(report, current_user)
     _check_views(report, read_rows(conn, catalog.VIEWS_QUERY, ViewRow))
     _check_definer_functions(report, read_rows(conn, catalog.DEFINER_FUNCTIONS_QUERY, DefinerRow))
     if expected_grants is not None:
@@ -354,17 +375,17 @@ _ROLE_FLAWS = (
 )
 
 
-def _check_role(report: SafetyReport, role: dict[str, Any]) -> None:
+def _check_role(report: SafetyReport, role: RoleRow) -> None:
     subject = f"role {REQUEST_ROLE}"
-    for key, bad, name, reason in _ROLE_FLAWS:
-        if role[key] is bad:
+    for attribute, bad, name, reason in _ROLE_FLAWS:
+        if getattr(role, attribute) is bad:
             report.add(name, Severity.ERROR, subject, reason)
-    if role["owned_objects"]:
+    if role.owned_objects:
         report.add(
             "role_owns_objects",
             Severity.ERROR,
             subject,
-            f"owns {role['owned_objects']} objects (owners bypass RLS)",
+            f"owns {role.owned_objects} objects (owners bypass RLS)",
         )
 
 
@@ -442,7 +463,12 @@ def _check_user_data_table(report: SafetyReport, rel: TableRow, policies: list[P
         )
 
 
-def _check_policies(report: SafetyReport, tables: list[TableRow], policies: list[Policy]) -> None:
+def _check_policies(
+    report: SafetyReport,
+    tables: list[TableRow],
+    policies: list[Policy],
+    current_user: FunctionRow | None,
+) -> None:
     user_data = {rel.name for rel in tables if rel.holds_user_data}
     for policy in policies:
         subject = f"policy {policy.name} on {policy.table}"
@@ -461,13 +487,15 @@ def _check_policies(report: SafetyReport, tables: list[TableRow], policies: list
                 subject,
                 f"applies to PUBLIC, i.e. every role, not only {REQUEST_ROLE}",
             )
-        _check_setting_reads(report, subject, policy)
+        _check_setting_reads(report, subject, policy, current_user)
     for table in sorted({p.table for p in policies}):
         _check_overlapping_policies(report, table, [p for p in policies if p.table == table])
 
 
-def _check_setting_reads(report: SafetyReport, subject: str, policy: Policy) -> None:
-    expressions = list(_expressions(policy))
+def _check_setting_reads(
+    report: SafetyReport, subject: str, policy: Policy, current_user: FunctionRow | None
+) -> None:
+    expressions = [_inlined(e, current_user) for e in _expressions(policy)]
     if any(_SETTING_CALL.search(_outside_subselects(e)) for e in expressions):
         report.add(
             "policy_setting_read_per_row",
@@ -484,6 +512,36 @@ def _check_setting_reads(report: SafetyReport, subject: str, policy: Policy) -> 
             subject,
             "current_setting(...) is not wrapped in nullif(..., ''): a setting reset to '' must "
             "match no row",
+        )
+
+
+def _check_current_user_function(report: SafetyReport, function: FunctionRow) -> None:
+    subject = f"function {function.signature}"
+    if function.volatility == "immutable":
+        report.add(
+            "current_user_function_immutable",
+            Severity.ERROR,
+            subject,
+            "is IMMUTABLE: the planner may fold one request's user into a plan that a prepared "
+            "statement reuses for the next user",
+        )
+    obstacles = [
+        why
+        for why, present in (
+            (f"is LANGUAGE {function.language}", function.language != "sql"),
+            ("is SECURITY DEFINER", function.security_definer),
+            ("has a SET clause", function.has_set_clause),
+            ("is VOLATILE", function.volatility == "volatile"),
+        )
+        if present
+    ]
+    if obstacles:
+        report.add(
+            "current_user_function_not_inlinable",
+            Severity.WARNING,
+            subject,
+            f"{' and '.join(obstacles)}, so the planner cannot inline it: every policy check "
+            "calls it instead of reading the setting directly",
         )
 
 

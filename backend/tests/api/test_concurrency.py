@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from tests.conftest import make_token, new_user_id
+from tests.support.tokens import make_token, new_user_id
 from todo_api.config import Settings
 from todo_api.main import create_app
 

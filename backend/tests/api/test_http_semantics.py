@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller
+from tests.support.tokens import Caller
 
 ORIGIN = "http://localhost:3000"
 _settings = settings(

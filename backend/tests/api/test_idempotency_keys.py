@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller, as_request_role
+from tests.support.request_role import as_request_role
+from tests.support.tokens import Caller
 
 
 def _key() -> str:

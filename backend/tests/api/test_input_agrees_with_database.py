@@ -22,8 +22,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller, as_request_role, make_token, new_user_id
-from tests.db.test_validation_agrees_with_database import database_title_whitespace
+from tests.support.request_role import as_request_role
+from tests.support.title_constraint import database_title_whitespace
+from tests.support.tokens import Caller, make_token, new_user_id
 
 EXAMPLES = settings(
     max_examples=120,

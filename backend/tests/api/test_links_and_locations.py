@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller, make_token
 from tests.support.live_server import live_server
+from tests.support.tokens import Caller, make_token
 from todo_api.config import Settings
 from todo_api.main import create_app
 

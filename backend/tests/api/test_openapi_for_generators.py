@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Caller
+from tests.support.tokens import Caller
 from todo_api.shutdown import drain
 
 OPERATION_IDS = {

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Caller, make_token, new_user_id
+from tests.support.tokens import Caller, make_token, new_user_id
 
 EXAMPLES = settings(
     max_examples=150,

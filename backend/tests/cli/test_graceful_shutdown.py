@@ -19,8 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.cli.support import Server, start_serve
-from tests.conftest import make_token, new_user_id
+from tests.support.cli import Server, start_serve
+from tests.support.tokens import make_token, new_user_id
 
 IN_FLIGHT = 4
 

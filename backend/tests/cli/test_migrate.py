@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.support import clean_env, free_port, one_error_line, run_cli
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.cli import clean_env, one_error_line, run_cli
+from tests.support.databases import create_scratch_database
+from tests.support.network import free_port
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 
@@ -19,7 +21,7 @@ def test_migrate_applies_reports_rolls_back_and_applies_again(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     url = create_scratch_database(postgres_server.admin_url, prefix="todo_cli_migrate")
-    ids = [m.id for m in migrations.status_offline()]
+    ids = [m.id for m in migrations.on_disk()]
     try:
         assert _migrate(tmp_path, url, "status") == [f"pending  {i}" for i in ids]
         assert _migrate(tmp_path, url) == ["applied: " + ", ".join(ids)]

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli.support import Server, start_serve
-from tests.conftest import make_token, new_user_id
+from tests.support.cli import Server, start_serve
+from tests.support.tokens import make_token, new_user_id
 
 
 @pytest.fixture(scope="module")

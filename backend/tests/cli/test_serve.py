@@ -10,19 +10,20 @@ import psutil
 import psycopg
 import pytest
 
-from tests.cli.support import (
+from tests.support.cli import (
     Server,
     alive,
-    free_port,
     one_error_line,
     port_held,
     run_cli,
     serve_env,
     wait_gone,
 )
-from tests.conftest import PostgresServer, create_scratch_database, new_user_id
+from tests.support.databases import create_scratch_database, url_for_database
+from tests.support.network import free_port
+from tests.support.postgres import PostgresServer
+from tests.support.tokens import new_user_id
 from todo_api import migrations
-from todo_api.embedded import url_for_database
 
 
 def _workers(server: Server) -> list[psutil.Process]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import jwt
 from fastapi.testclient import TestClient
 
-from tests.cli.support import clean_env, one_error_line, run_cli
-from tests.conftest import TEST_SECRET, new_user_id
+from tests.support.cli import clean_env, one_error_line, run_cli
+from tests.support.tokens import TEST_SECRET, new_user_id
 
 
 def test_token_carries_the_requested_claims_and_needs_no_database(tmp_path: Path) -> None:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.support import Server, free_port, serve_env
-from tests.conftest import make_token, new_user_id
+from tests.support.cli import Server, serve_env
+from tests.support.network import free_port
 from tests.support.node import NODE_BIN, TYPESCRIPT_CLIENT
+from tests.support.tokens import make_token, new_user_id
 
 PYTHON_CLIENT = TYPESCRIPT_CLIENT.parent / "python"
 

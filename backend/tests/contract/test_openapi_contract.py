@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_token, new_user_id
 from tests.support.live_server import live_server
+from tests.support.tokens import make_token, new_user_id
 from todo_api.config import Settings
 from todo_api.main import create_app
 
@@ -72,7 +72,7 @@ def test_every_operation_but_the_list_passes_every_check(base_url: str, tmp_path
         "--checks",
         "all",
         # Revoking would refuse the run's own token for every later case;
-        # tests/api/test_revocation.py covers those routes.
+        # tests/auth/test_revocation.py covers those routes.
         "--exclude-path-regex",
         r"^/api/users/me/tokens?$",
         "--exclude-path-regex",

@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 from todo_api.cli import main
 from todo_api.safety import ExpectedGrantsError, load_expected_grants, vulnerabilities_of
@@ -140,10 +141,12 @@ def test_a_healthy_database_has_no_findings_and_the_json_report_says_so(
     select_policy = next(p for p in tables["tasks"]["policies"] if p["name"] == "tasks_select")
     assert select_policy["command"] == "select"
     assert select_policy["roles"] == ["todo_app"]
-    assert "nullif(current_setting('app.user_id'" in select_policy["using"].lower()
+    assert select_policy["using"] == (
+        "(user_id = ( SELECT todo_current_user_id() AS todo_current_user_id))"
+    )
 
 
-_OWN_ROWS = "user_id = (select nullif(current_setting('app.user_id', true), ''))"
+_OWN_ROWS = "user_id = (select todo_current_user_id())"
 
 # (what a careless migration did, the finding, its severity, the object it names)
 FLAWS = [
@@ -197,6 +200,29 @@ FLAWS = [
         " to todo_app using (user_id = (select current_setting('app.user_id', true)))",
         "policy_setting_without_nullif", "warning", "policy tasks_delete on tasks",
         id="setting-without-nullif",
+    ),
+    pytest.param(
+        # The function is inlined: called for every row, it reads the setting for every row.
+        "drop policy tasks_delete on tasks; create policy tasks_delete on tasks for delete"
+        " to todo_app using (user_id = todo_current_user_id())",
+        "policy_setting_read_per_row", "warning", "policy tasks_delete on tasks",
+        id="function-per-row",
+    ),
+    pytest.param(
+        "create or replace function todo_current_user_id() returns text language sql stable"
+        " parallel safe as $$ select current_setting('app.user_id', true) $$",
+        "policy_setting_without_nullif", "warning", "policy tasks_select on tasks",
+        id="function-without-nullif",
+    ),
+    pytest.param(
+        "alter function todo_current_user_id() immutable",
+        "current_user_function_immutable", "error", "function todo_current_user_id()",
+        id="function-immutable",
+    ),
+    pytest.param(
+        "alter function todo_current_user_id() set search_path = pg_catalog",
+        "current_user_function_not_inlinable", "warning", "function todo_current_user_id()",
+        id="function-not-inlinable",
     ),
     pytest.param(
         "create function count_tasks() returns bigint language sql security definer"

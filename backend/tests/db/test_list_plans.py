@@ -17,9 +17,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import PostgresServer, as_request_role, create_scratch_database, new_user_id
+from tests.support.databases import create_scratch_database, url_for_database
+from tests.support.postgres import PostgresServer
+from tests.support.request_role import as_request_role
+from tests.support.tokens import new_user_id
 from todo_api import migrations
-from todo_api.embedded import url_for_database
 from todo_api.services.task_service import LIST_STATEMENTS, SortKey, SortOrder
 
 HEAVY_TASKS = 20_000

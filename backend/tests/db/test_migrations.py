@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database, url_for_database
 from tests.support.pgtap import INSTALL_HINT, pg_prove_binary
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
-from todo_api.embedded import url_for_database
 
 SQL_TESTS = migrations.sql_dir() / "tests"
 
@@ -53,7 +53,13 @@ def pgtap_database(postgres_server: PostgresServer) -> tuple[str, str]:
 
 def test_there_is_one_policy_test_file_per_user_data_table() -> None:
     names = {path.stem for path in SQL_TESTS.glob("*.sql")}
-    assert {"tasks", "revoked_tokens", "user_token_revocations", "rls_everywhere"} <= names
+    assert {
+        "tasks",
+        "revoked_tokens",
+        "user_token_revocations",
+        "idempotency_keys",
+        "rls_everywhere",
+    } <= names
 
 
 @pytest.mark.pgtap
@@ -91,6 +97,17 @@ def test_the_policy_tests_pass_as_the_migration_role_and_as_a_superuser(
             "alter table tasks no force row level security",
             "rls_everywhere.sql",
             "every table with a user_id column has row-level security enabled and forced",
+        ),
+        (
+            "alter policy tasks_delete on tasks"
+            " using (user_id = (select nullif(current_setting('app.user_id', true), '')))",
+            "rls_everywhere.sql",
+            "every policy of todo_app reads the user only as (select todo_current_user_id())",
+        ),
+        (
+            "alter function todo_current_user_id() security definer",
+            "rls_everywhere.sql",
+            "todo_current_user_id() is not SECURITY DEFINER",
         ),
     ],
 )

@@ -1,11 +1,14 @@
 """Row-level security, proven at the database: SQL WITHOUT a user predicate, as the request role.
 
-Each test runs the way a request does (SET LOCAL ROLE todo_app, app.user_id transaction-local) and
-deliberately omits `where user_id = ...`, so only the policies in sql/ stand between users.
+Each test enters a request the way the service does (`select todo_begin_request(...)`: role
+todo_app, app.user_id transaction-local) and deliberately omits `where user_id = ...`, so only the
+policies in sql/ stand between users.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -13,7 +16,8 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from tests.conftest import as_request_role, make_token, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.tokens import make_token, new_user_id
 from todo_api.db import Database
 from todo_api.safety import inspect_database
 from todo_api.services.task_service import LIST_STATEMENTS, SortKey, SortOrder
@@ -36,12 +40,26 @@ def test_a_user_sees_only_their_rows_without_any_user_predicate(database_url: st
         assert conn.execute("select count(*) from tasks where title = 'b1'").fetchone() == (0,)
 
 
+@contextmanager
+def _request_role_without_a_user(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """todo_app entered by hand, app.user_id never set: no request looks like this (the entry
+    point always sets a user), but the policies must hold even so."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("set local role todo_app")
+        yield conn
+        conn.rollback()
+
+
 @pytest.mark.parametrize("setting", [None, ""])
 def test_unset_or_empty_user_sees_and_changes_nothing(
     database_url: str, setting: str | None
 ) -> None:
     _seed(database_url, new_user_id(), "someone's")
-    with as_request_role(database_url, setting) as conn:
+    with (
+        _request_role_without_a_user(database_url)
+        if setting is None
+        else as_request_role(database_url, setting)
+    ) as conn:
         assert conn.execute("select count(*) from tasks").fetchone() == (0,)
         assert conn.execute("update tasks set title = 'x'").rowcount == 0
         assert conn.execute("delete from tasks").rowcount == 0
@@ -84,18 +102,23 @@ def test_a_task_cannot_be_handed_to_another_user(database_url: str) -> None:
         conn.execute("update tasks set user_id = %s", (bob,))
 
 
-def test_the_list_statement_is_confined_even_with_another_users_id(database_url: str) -> None:
-    # The services' explicit predicate is defense in depth: ask for Bob's rows as Alice.
-    alice, bob = new_user_id(), new_user_id()
-    _seed(database_url, bob, "bob's")
-    params: dict[str, Any] = {
-        "user_id": bob,
+def _first_page_params(user_id: str) -> dict[str, Any]:
+    """What the service binds for an unfiltered first page of `user_id`'s tasks."""
+    return {
+        "user_id": user_id,
         "completed": None,
         "q": None,
         "limit": 50,
         "after_key": None,
         "after_id": None,
     }
+
+
+def test_the_list_statement_is_confined_even_with_another_users_id(database_url: str) -> None:
+    # The services' explicit predicate is defense in depth: ask for Bob's rows as Alice.
+    alice, bob = new_user_id(), new_user_id()
+    _seed(database_url, bob, "bob's")
+    params = _first_page_params(bob)
     with as_request_role(database_url, alice) as conn:
         row = conn.execute(LIST_STATEMENTS[SortKey.CREATED, SortOrder.DESC, False], params)
         assert row.fetchone() == ("[]", False, None, None)
@@ -104,14 +127,7 @@ def test_the_list_statement_is_confined_even_with_another_users_id(database_url:
 def test_task_json_timestamps_are_utc_whatever_the_session_time_zone(database_url: str) -> None:
     alice = new_user_id()
     _seed(database_url, alice, "t")
-    params: dict[str, Any] = {
-        "user_id": alice,
-        "completed": None,
-        "q": None,
-        "limit": 50,
-        "after_key": None,
-        "after_id": None,
-    }
+    params = _first_page_params(alice)
     bodies = []
     for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
         with as_request_role(database_url, alice) as conn:

@@ -26,13 +26,9 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
 from bench.proxy import CountingProxy, Upstream, url_through
-from tests.conftest import (
-    TEST_SECRET,
-    PostgresServer,
-    create_scratch_database,
-    make_token,
-    new_user_id,
-)
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
+from tests.support.tokens import TEST_SECRET, make_token, new_user_id
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.main import create_app

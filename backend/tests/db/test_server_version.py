@@ -7,8 +7,7 @@ import subprocess
 
 import psycopg
 
-from tests.conftest import PostgresServer
-from tests.support.postgres import configured_pg_bin
+from tests.support.postgres import PostgresServer, configured_pg_bin
 
 SUPPORTED_MAJORS = range(15, 19)
 

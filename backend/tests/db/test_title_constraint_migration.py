@@ -8,7 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import PostgresServer, create_scratch_database
+from tests.support.databases import create_scratch_database
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 MIGRATION = "0004_title_trimmed_portable"

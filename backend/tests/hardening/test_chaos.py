@@ -26,11 +26,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.cli.support import Server, start_serve
-from tests.conftest import create_scratch_database, make_token, new_user_id
+from tests.support.cli import Server, start_serve
 from tests.support.crashable_cluster import DurableEmbeddedCluster
+from tests.support.databases import create_scratch_database, url_for_database
+from tests.support.tokens import make_token, new_user_id
 from todo_api import migrations
-from todo_api.embedded import url_for_database
 
 pytestmark = pytest.mark.slow
 

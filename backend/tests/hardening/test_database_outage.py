@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.conftest import TEST_SECRET, Caller, create_scratch_database, make_token, new_user_id
+from tests.support.databases import create_scratch_database
 from tests.support.postgres import Cluster, running_cluster
+from tests.support.tokens import TEST_SECRET, Caller, make_token, new_user_id
 from todo_api import migrations
 from todo_api.config import Settings
 from todo_api.main import create_app

@@ -3,50 +3,27 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
-from tests.conftest import chromium_binary
+from tests.support.live_server import live_server
+from tests.support.system_tools import chromium_binary
 from todo_api.config import Settings
 from todo_api.main import create_app
 
 CHROMIUM = chromium_binary()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def live_url(settings: Settings) -> Iterator[str]:
     """The app served by uvicorn on loopback, for the browser."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with live_server(create_app(settings)) as url:
+        yield url
 
 
 def _render(url: str, tmp_path: Path) -> tuple[str, set[str]]:

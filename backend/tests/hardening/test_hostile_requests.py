@@ -14,7 +14,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_SECRET, Caller, make_token
+from tests.support.tokens import TEST_SECRET, Caller, make_token
 from todo_api.config import Settings
 from todo_api.log import configure_logging
 from todo_api.main import _secrets_of, create_app
@@ -100,7 +100,7 @@ def test_hostile_requests_leak_no_token_secret_or_password(
     assert "access_denied" in events
     (startup,) = [line for line in lines if line.get("event") == "startup_configuration"]
     assert startup["config"]["better_auth_secret"] == "***"
-    assert ":***@" in startup["config"]["database"]
+    assert ":***@" in startup["config"]["database_url"]
     for line in lines:
         if line.get("event") in ("authentication_failed", "access_denied"):
             assert {"event", "reason", "method", "path", "client", "request_id"} <= set(line)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_SECRET, Caller, make_token, new_user_id
+from tests.support.tokens import TEST_SECRET, Caller, make_token, new_user_id
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.cli.support import Server, start_serve
-from tests.conftest import make_token, new_user_id
+from tests.support.cli import Server, start_serve
 from tests.support.pgbouncer import running_pgbouncer
+from tests.support.tokens import make_token, new_user_id
 
 pytestmark = [pytest.mark.pgbouncer, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Caller, as_request_role
+from tests.support.request_role import as_request_role
+from tests.support.tokens import Caller
 
 pytestmark = pytest.mark.pgbouncer
 

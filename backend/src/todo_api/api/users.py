@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from todo_api.api.openapi import AUTHENTICATED_ERRORS, problem_responses
-from todo_api.dependencies import AuthenticatedRoute, Conn, CurrentUser, SettingsDep
+from todo_api.dependencies import AuthenticatedRoute, SettingsDep, Transaction
 from todo_api.log import security_event
 from todo_api.services import task_service, token_service
 
@@ -35,9 +35,10 @@ class Me(BaseModel):
     operation_id="getMe",
     responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
-async def read_me(user: CurrentUser, conn: Conn) -> Me:
+async def read_me(tx: Transaction) -> Me:
     """The caller and their task counts."""
-    total, pending, completed = await task_service.count_tasks(conn, user.id)
+    user = tx.user
+    total, pending, completed = await task_service.count_tasks(tx, user.id)
     return Me(
         id=user.id,
         email=user.email,
@@ -54,11 +55,10 @@ async def read_me(user: CurrentUser, conn: Conn) -> Me:
     operation_id="revokeToken",
     responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
-async def revoke_token(
-    request: Request, user: CurrentUser, conn: Conn, settings: SettingsDep
-) -> Response:
+async def revoke_token(request: Request, tx: Transaction, settings: SettingsDep) -> Response:
     """Revoke the token sent with this request; it is refused (401 `token_revoked`) from now on."""
-    await token_service.revoke_token(conn, user, leeway_seconds=settings.jwt_leeway_seconds)
+    user = tx.user
+    await token_service.revoke_token(tx, user, leeway_seconds=settings.jwt_leeway_seconds)
     _log_revocation(request, "token_revoked", user.id)
     return Response(status_code=204)
 
@@ -71,13 +71,13 @@ async def revoke_token(
     operation_id="revokeAllTokens",
     responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
-async def revoke_all_tokens(request: Request, user: CurrentUser, conn: Conn) -> Response:
+async def revoke_all_tokens(request: Request, tx: Transaction) -> Response:
     """Revoke every token of the caller issued (`iat`) up to now, and every token without `iat`.
 
     Tokens issued afterwards (sign in again) work.
     """
-    await token_service.revoke_all_tokens(conn, user.id)
-    _log_revocation(request, "tokens_revoked_all", user.id)
+    await token_service.revoke_all_tokens(tx, tx.user.id)
+    _log_revocation(request, "tokens_revoked_all", tx.user.id)
     return Response(status_code=204)
 
 

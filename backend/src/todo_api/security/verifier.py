@@ -19,7 +19,6 @@ import json
 import math
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -30,16 +29,17 @@ from jwt.types import Options
 from todo_api.config import HMAC_ALGORITHMS, Settings
 from todo_api.errors import AuthenticationError, InvalidToken, TokenExpired
 from todo_api.identity import User
-from todo_api.security.jwks import ASYMMETRIC_ALGORITHMS, JwksCache, PublishedKey
+from todo_api.security.jwks import ASYMMETRIC_ALGORITHMS, REFRESH_SECONDS, JwksCache, PublishedKey
+from todo_api.security.token_cache import VerifiedTokenCache
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_SUBJECT_LENGTH = 255
-# Verified tokens are remembered (by SHA-256) so a token sent again skips parsing and signature
-# checks. An entry lives until the token expires (with leeway) and at most as long as a published
-# key set is trusted without a refetch, so it never outlives what a full check would accept.
-# Revocation is not cached: every request checks it in its database transaction.
+# Verified tokens are remembered (by SHA-256, see token_cache.py). An entry lives until the token
+# expires (with leeway) and at most as long as a published key set is trusted without a refetch,
+# so it never outlives what a full check would accept. Revocation is not cached: every request
+# checks it in its database transaction.
 VERIFIED_CACHE_ENTRIES = 10_000
-VERIFIED_CACHE_SECONDS = 300.0
+VERIFIED_CACHE_SECONDS = REFRESH_SECONDS
 
 _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -160,17 +160,28 @@ def _fail(error: AuthenticationError, user_id: str | None = None) -> NoReturn:
 
 
 class TokenVerifier:
-    """One per process (the lifespan builds it); `verify` is safe to call concurrently."""
+    """One per process (the lifespan builds it); `verify` is safe to call concurrently.
+
+    `clock` (monotonic) drives the JWKS cache, `wall_clock` the verified-token cache, whose
+    deadlines are token expiry times; `cache_entries=0` turns the latter off.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         cache_entries: int = VERIFIED_CACHE_ENTRIES,
     ) -> None:
         self._settings = settings
-        self._cache_entries = cache_entries
+        self._verified: VerifiedTokenCache[User] | None = (
+            VerifiedTokenCache(
+                cache_entries, max_age_seconds=VERIFIED_CACHE_SECONDS, clock=wall_clock
+            )
+            if cache_entries > 0
+            else None
+        )
         secret = settings.better_auth_secret
         self._secret = secret.get_secret_value().encode() if secret is not None else None
         self._hmac_algorithms = frozenset(settings.jwt_algorithms) & set(HMAC_ALGORITHMS)
@@ -179,7 +190,6 @@ class TokenVerifier:
         # "none" and every algorithm not listed here are refused by PyJWS itself as well.
         self._jws = jwt.PyJWS(algorithms=sorted(self._hmac_algorithms | ASYMMETRIC_ALGORITHMS))
         self._claims = jwt.PyJWT()
-        self._verified: OrderedDict[bytes, tuple[User, float]] = OrderedDict()
 
     async def verify(self, token: str) -> User:
         """The caller named by a valid token; an AuthenticationError (401) otherwise."""
@@ -194,21 +204,15 @@ class TokenVerifier:
                     "The token is not three unpadded base64url segments.", reason="not_canonical"
                 )
             )
-        if self._cache_entries <= 0:
+        if self._verified is None:
             return await self._verify_uncached(token)
         digest = hashlib.sha256(raw).digest()
-        now = time.time()
         cached = self._verified.get(digest)
         if cached is not None:
-            user, valid_until = cached
-            if now <= valid_until:
-                return user
-            del self._verified[digest]
+            return cached
         user = await self._verify_uncached(token)
         expiry = user.expires_at.timestamp() + self._settings.jwt_leeway_seconds
-        self._verified[digest] = (user, min(expiry, now + VERIFIED_CACHE_SECONDS))
-        if len(self._verified) > self._cache_entries:
-            self._verified.popitem(last=False)
+        self._verified.put(digest, user, expiry)
         return user
 
     async def _verify_uncached(self, token: str) -> User:

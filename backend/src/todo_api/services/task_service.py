@@ -18,23 +18,13 @@ from enum import Enum, StrEnum
 from typing import Any, TypeAlias
 
 from psycopg import sql
-from psycopg.rows import TupleRow
 
-from todo_api.db import RequestTransaction, Statement
+from todo_api.db import OneStatementTransaction, Statement
 
-# The Task shape of the API, as compact JSON: row_to_json of a row with exactly these columns, in
-# this order (json_build_object would put a space on both sides of every colon). Timestamps are
-# rendered in UTC by to_char, so the output does not depend on the session's TimeZone (PgBouncer
-# may hand us any server session). JSON dates are always ISO 8601 in Postgres, whatever DateStyle
-# says.
-_TASK_COLUMNS = sql.SQL(
-    """t.id, t.user_id, t.title, t.description, t.completed, t.due_date,
-    to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as created_at,
-    to_char(t.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as updated_at"""
-)
-_TASK_JSON = sql.SQL("(select row_to_json(task) from (select {columns}) task)").format(
-    columns=_TASK_COLUMNS
-)
+# The Task shape of the API, as compact JSON: each row keeps it in `api_json`, rendered by the
+# database on every insert and update (sql/0009_task_api_json.sql: row_to_json of exactly the
+# API's columns, timestamps in UTC), so reads only pass it on.
+_TASK_JSON = sql.SQL("t.api_json")
 
 
 class SortKey(StrEnum):
@@ -56,19 +46,36 @@ class _Ordering:
     """Fixed fragments for one (sort, order): the index expression and its keyset bound."""
 
     key: sql.SQL  # the indexed expression the page is ordered by
-    cursor_value: sql.SQL  # what the next cursor stores (a plain value psycopg can load)
+    cursor_value: sql.SQL  # what the next cursor stores (the last row's value, a plain column)
+    cursor_text: sql.SQL  # that value as the text the cursor keeps, `{}` standing for it
     after_value: sql.SQL  # the cursor's value, as the indexed expression
 
 
+# The cursor stores each key as text that reads back as the same value (`_cursor_key` in
+# api/tasks.py): timestamps in UTC to the microsecond, dates in ISO 8601, whatever the session's
+# TimeZone or DateStyle. Only the last row's key is rendered.
+_TIMESTAMP_TEXT = sql.SQL(
+    "to_char({} at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+)
 _CREATED = _Ordering(
-    sql.SQL("t.created_at"), sql.SQL("t.created_at"), sql.SQL("%(after_key)s::timestamptz")
+    sql.SQL("t.created_at"),
+    sql.SQL("t.created_at"),
+    _TIMESTAMP_TEXT,
+    sql.SQL("%(after_key)s::timestamptz"),
 )
 _UPDATED = _Ordering(
-    sql.SQL("t.updated_at"), sql.SQL("t.updated_at"), sql.SQL("%(after_key)s::timestamptz")
+    sql.SQL("t.updated_at"),
+    sql.SQL("t.updated_at"),
+    _TIMESTAMP_TEXT,
+    sql.SQL("%(after_key)s::timestamptz"),
 )
 _TITLE = _Ordering(
-    sql.SQL("lower(t.title)"), sql.SQL("lower(t.title)"), sql.SQL("%(after_key)s::text")
+    sql.SQL("lower(t.title)"),
+    sql.SQL("lower(t.title)"),
+    sql.SQL("{}"),
+    sql.SQL("%(after_key)s::text"),
 )
+_DATE_TEXT = sql.SQL("to_char({}, 'YYYY-MM-DD')")
 # Tasks without a due date come last in both orders: +infinity sorts last ascending, -infinity
 # last descending (the check constraint keeps real due dates finite, and each coalesce has its own
 # index, so both directions stay index scans).
@@ -82,11 +89,13 @@ _ORDERINGS: dict[tuple[SortKey, SortOrder], _Ordering] = {
     (SortKey.DUE_DATE, SortOrder.ASC): _Ordering(
         sql.SQL("coalesce(t.due_date, 'infinity'::date)"),
         sql.SQL("t.due_date"),
+        _DATE_TEXT,
         sql.SQL("coalesce(%(after_key)s::date, 'infinity'::date)"),
     ),
     (SortKey.DUE_DATE, SortOrder.DESC): _Ordering(
         sql.SQL("coalesce(t.due_date, '-infinity'::date)"),
         sql.SQL("t.due_date"),
+        _DATE_TEXT,
         sql.SQL("coalesce(%(after_key)s::date, '-infinity'::date)"),
     ),
 }
@@ -99,15 +108,14 @@ _DIRECTIONS: dict[SortOrder, tuple[sql.SQL, sql.SQL]] = {
 
 # One page as a JSON array, plus whether more rows exist and the last row's keyset position.
 # limit + 1 rows are read in index order; the extra row only says "there is a next page".
-# Each task's JSON comes from a LATERAL row of the API's columns (the planner flattens it): a
-# scalar sub-select per row, as _TASK_JSON is, cost PostgreSQL ~5-9 % more CPU per page (#8).
 # The text search is strpos on lower(), not ILIKE: it has no wildcards to escape (% and _ are
 # literal), and the planner cannot mistake it for a rare match and give up the ordered index walk
 # for a scan of the whole table (RLS keeps a trigram index from helping anyway: ILIKE is not
 # leakproof, so it may not become an index condition ahead of the policy).
 _LIST_TEMPLATE = sql.SQL(
     """with page as (
-    select t.*, {cursor_value} as cursor_key, row_number() over (order by {order_by}) as n
+    select t.id, t.api_json, {key} as sort_key, {cursor_value} as cursor_key,
+           row_number() over (order by {order_by}) as n
     from tasks t
     where t.user_id = %(user_id)s
       and (%(completed)s::boolean is null or t.completed = %(completed)s::boolean)
@@ -119,13 +127,13 @@ _LIST_TEMPLATE = sql.SQL(
 )
 select '['
        || coalesce(
-           string_agg(row_to_json(task)::text, ',' order by t.n) filter (where t.n <= %(limit)s),
+           string_agg(t.api_json, ',' order by {page_order}) filter (where t.n <= %(limit)s),
            '')
        || ']',
        count(*) > %(limit)s,
-       min(t.cursor_key) filter (where t.n = %(limit)s),
+       {last_key},
        min(t.id) filter (where t.n = %(limit)s)
-from page t, lateral (select {task_columns}) task"""
+from page t"""
 )
 _KEYSET = sql.SQL("\n      and ({key}, t.id) {comparison} ({after_value}, %(after_id)s)")
 
@@ -141,11 +149,18 @@ def _list_statement(sort: SortKey, order: SortOrder, has_cursor: bool) -> sql.Co
         if has_cursor
         else sql.SQL("")
     )
+    # The page is joined in the order the index walk already gave its rows (the same keys), so
+    # the planner needs no sort for the aggregate's ORDER BY.
+    page_order = sql.SQL("t.sort_key {direction}, t.id {direction}").format(direction=direction)
     return _LIST_TEMPLATE.format(
+        key=ordering.key,
         cursor_value=ordering.cursor_value,
         order_by=order_by,
+        page_order=page_order,
         keyset=keyset,
-        task_columns=_TASK_COLUMNS,
+        last_key=ordering.cursor_text.format(
+            sql.SQL("min(t.cursor_key) filter (where t.n = %(limit)s)")
+        ),
     )
 
 
@@ -160,8 +175,7 @@ _LIST = {key: Statement.of(statement) for key, statement in LIST_STATEMENTS.item
 
 _GET_TASK = Statement.of(
     sql.SQL(
-        "select {task}::text, t.version from tasks t"
-        " where t.id = %(id)s and t.user_id = %(user_id)s"
+        "select {task}, t.version from tasks t where t.id = %(id)s and t.user_id = %(user_id)s"
     ).format(task=_TASK_JSON)
 )
 
@@ -171,7 +185,7 @@ _CREATE_TASK = Statement.of(
     sql.SQL(
         """insert into tasks as t (user_id, title, description, completed, due_date)
 values (%(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s)
-returning t.id, {task}::text, t.version"""
+returning t.id, {task}, t.version"""
     ).format(task=_TASK_JSON)
 )
 
@@ -200,7 +214,7 @@ purged as materialized (
 created as (
     insert into tasks as t (user_id, title, description, completed, due_date)
     select %(user_id)s, %(title)s, %(description)s, %(completed)s, %(due_date)s from purged
-    returning t.id, {task}::text as body, t.version
+    returning t.id, {task} as body, t.version
 ),
 remembered as (
     insert into idempotency_keys (user_id, key, fingerprint, task_id, response)
@@ -231,7 +245,7 @@ _WHERE_OWN_AND_VERSION = sql.SQL(
     "where t.id = %(id)s and t.user_id = %(user_id)s"
     " and (%(any_version)s or t.version = any(%(versions)s::bigint[]))"
 )
-_RETURNING_TASK = sql.SQL("returning {task}::text as body, t.version").format(task=_TASK_JSON)
+_RETURNING_TASK = sql.SQL("returning {task} as body, t.version").format(task=_TASK_JSON)
 # With a precondition the statement also says whether the task exists, so a refused write is
 # told apart from an absent task (412 vs 404) in the same round trip.
 _CONDITIONAL = sql.SQL(
@@ -293,11 +307,11 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    """A page as JSON text, and the keyset position of its last row when more rows follow."""
+    """A page as JSON, and the keyset position of its last row (text) when more rows follow."""
 
-    body: str
+    body: bytes
     has_more: bool
-    last_key: CursorKey
+    last_key: str | None
     last_id: int | None
 
 
@@ -322,7 +336,7 @@ class TaskChanges:
         )
 
 
-async def list_tasks(conn: RequestTransaction, user_id: str, query: ListQuery) -> Page:
+async def list_tasks(tx: OneStatementTransaction, user_id: str, query: ListQuery) -> Page:
     statement = _LIST[query.sort, query.order, query.after_id is not None]
     params: dict[str, Any] = {
         "user_id": user_id,
@@ -332,15 +346,15 @@ async def list_tasks(conn: RequestTransaction, user_id: str, query: ListQuery) -
         "after_key": query.after_key,
         "after_id": query.after_id,
     }
-    body, has_more, last_key, last_id = _one(await conn.fetchone(statement, params))
-    return Page(str(body), bool(has_more), last_key, last_id)
+    body, has_more, last_key, last_id = (await tx.run(statement, params)).one()
+    return Page(_bytes(body), has_more == b"t", _text(last_key), _optional_int(last_id))
 
 
 @dataclass(frozen=True)
 class StoredTask:
-    """A task as the API answers it (JSON text built by Postgres) and its version."""
+    """A task as the API answers it (JSON built by Postgres, as it sent it) and its version."""
 
-    body: str
+    body: bytes
     version: int
 
 
@@ -362,10 +376,10 @@ class Refusal(Enum):
     STALE = "stale"  # the precondition admits no current version
 
 
-async def get_task(conn: RequestTransaction, user_id: str, task_id: int) -> StoredTask | None:
+async def get_task(tx: OneStatementTransaction, user_id: str, task_id: int) -> StoredTask | None:
     """The task, or None when it is absent or not the user's."""
-    row = await conn.fetchone(_GET_TASK, {"id": task_id, "user_id": user_id})
-    return None if row is None else StoredTask(str(row[0]), int(row[1]))
+    row = (await tx.run(_GET_TASK, {"id": task_id, "user_id": user_id})).first()
+    return None if row is None else _stored(row[0], row[1])
 
 
 @dataclass(frozen=True)
@@ -397,7 +411,7 @@ class KeyOutcome(Enum):
 
 
 async def create_task(
-    conn: RequestTransaction,
+    tx: OneStatementTransaction,
     user_id: str,
     new: NewTask,
     idempotency: IdempotencyKey | None = None,
@@ -411,22 +425,22 @@ async def create_task(
         "due_date": new.due_date,
     }
     if idempotency is None:
-        row = _one(await conn.fetchone(_CREATE_TASK, params))
-        return Created(int(row[0]), StoredTask(str(row[1]), int(row[2])))
+        task_id, body, version = (await tx.run(_CREATE_TASK, params)).one()
+        return Created(_int(task_id), _stored(body, version))
     params |= {"key": idempotency.key, "fingerprint": idempotency.fingerprint}
-    row = _one(await conn.fetchone(_CREATE_TASK_WITH_KEY, params))
+    row = (await tx.run(_CREATE_TASK_WITH_KEY, params)).one()
     _, fingerprint, prior_id, prior_body, new_id, new_body, new_version = row
     if fingerprint is not None:
-        if fingerprint != idempotency.fingerprint:
+        if fingerprint.decode() != idempotency.fingerprint:
             return KeyOutcome.REUSED
-        return Created(int(prior_id), StoredTask(str(prior_body), 1), replayed=True)
+        return Created(_int(prior_id), StoredTask(_bytes(prior_body), 1), replayed=True)
     if new_id is None:  # the advisory lock was not acquired
         return KeyOutcome.IN_FLIGHT
-    return Created(int(new_id), StoredTask(str(new_body), int(new_version)))
+    return Created(_int(new_id), _stored(new_body, new_version))
 
 
 async def update_task(
-    conn: RequestTransaction,
+    tx: OneStatementTransaction,
     user_id: str,
     task_id: int,
     changes: TaskChanges,
@@ -434,7 +448,7 @@ async def update_task(
 ) -> StoredTask | Refusal:
     """Apply the supplied fields when `condition` (If-Match) admits the current version."""
     if changes.empty:  # nothing to change: don't touch updated_at or the version
-        task = await get_task(conn, user_id, task_id)
+        task = await get_task(tx, user_id, task_id)
         if task is None:
             return Refusal.NOT_FOUND
         return task if condition is None or condition.admits(task.version) else Refusal.STALE
@@ -448,11 +462,11 @@ async def update_task(
         "set_due_date": changes.set_due_date,
         "due_date": changes.due_date,
     }
-    return await _write_task(conn, _UPDATE_TASK, _UPDATE_TASK_IF, params, condition)
+    return await _write_task(tx, _UPDATE_TASK, _UPDATE_TASK_IF, params, condition)
 
 
 async def toggle_task(
-    conn: RequestTransaction,
+    tx: OneStatementTransaction,
     user_id: str,
     task_id: int,
     completed: bool | None,
@@ -460,11 +474,11 @@ async def toggle_task(
 ) -> StoredTask | Refusal:
     """Set `completed`, or flip it when `completed` is None."""
     params = {"id": task_id, "user_id": user_id, "completed": completed}
-    return await _write_task(conn, _TOGGLE_TASK, _TOGGLE_TASK_IF, params, condition)
+    return await _write_task(tx, _TOGGLE_TASK, _TOGGLE_TASK_IF, params, condition)
 
 
 async def delete_task(
-    conn: RequestTransaction,
+    tx: OneStatementTransaction,
     user_id: str,
     task_id: int,
     condition: VersionCondition | None = None,
@@ -472,44 +486,59 @@ async def delete_task(
     """Delete the task; None when it was deleted."""
     params: dict[str, Any] = {"id": task_id, "user_id": user_id}
     if condition is None:
-        deleted = await conn.execute(_DELETE_TASK, params)
+        deleted = (await tx.run(_DELETE_TASK, params)).rowcount
         return None if deleted == 1 else Refusal.NOT_FOUND
-    row = _one(await conn.fetchone(_DELETE_TASK_IF, _with_condition(params, condition)))
+    row = (await tx.run(_DELETE_TASK_IF, _with_condition(params, condition))).one()
     _, version, exists = row
     if version is not None:
         return None
-    return Refusal.STALE if exists else Refusal.NOT_FOUND
+    return Refusal.STALE if exists == b"t" else Refusal.NOT_FOUND
 
 
 async def _write_task(
-    conn: RequestTransaction,
+    tx: OneStatementTransaction,
     unconditional: Statement,
     conditional: Statement,
     params: dict[str, Any],
     condition: VersionCondition | None,
 ) -> StoredTask | Refusal:
     if condition is None:
-        row = await conn.fetchone(unconditional, params)
-        return Refusal.NOT_FOUND if row is None else StoredTask(str(row[0]), int(row[1]))
-    row = _one(await conn.fetchone(conditional, _with_condition(params, condition)))
-    body, version, exists = row
+        row = (await tx.run(unconditional, params)).first()
+        return Refusal.NOT_FOUND if row is None else _stored(row[0], row[1])
+    body, version, exists = (await tx.run(conditional, _with_condition(params, condition))).one()
     if version is not None:
-        return StoredTask(str(body), int(version))
-    return Refusal.STALE if exists else Refusal.NOT_FOUND
+        return _stored(body, version)
+    return Refusal.STALE if exists == b"t" else Refusal.NOT_FOUND
 
 
-def _one(row: TupleRow | None) -> TupleRow:
-    """The row of a statement that always yields exactly one (an aggregate, INSERT ... VALUES)."""
-    if row is None:
-        raise RuntimeError("the statement returned no row")
-    return row
+# Reading a row as PostgreSQL sent it (text; db.Row): each statement above says what it returns.
+def _bytes(value: bytes | None) -> bytes:
+    if value is None:
+        raise RuntimeError("the statement returned NULL where a value was due")
+    return value
+
+
+def _int(value: bytes | None) -> int:
+    return int(_bytes(value))
+
+
+def _optional_int(value: bytes | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _stored(body: bytes | None, version: bytes | None) -> StoredTask:
+    return StoredTask(_bytes(body), _int(version))
 
 
 def _with_condition(params: dict[str, Any], condition: VersionCondition) -> dict[str, Any]:
     return {**params, "any_version": condition.any_version, "versions": list(condition.versions)}
 
 
-async def count_tasks(conn: RequestTransaction, user_id: str) -> tuple[int, int, int]:
+async def count_tasks(tx: OneStatementTransaction, user_id: str) -> tuple[int, int, int]:
     """(total, pending, completed) for the user."""
-    total, pending, completed = _one(await conn.fetchone(_COUNT_TASKS, {"user_id": user_id}))
-    return int(total), int(pending), int(completed)
+    total, pending, completed = (await tx.run(_COUNT_TASKS, {"user_id": user_id})).one()
+    return _int(total), _int(pending), _int(completed)

@@ -8,7 +8,7 @@ tokens that could still be presented.
 
 from __future__ import annotations
 
-from todo_api.db import RequestTransaction, Statement
+from todo_api.db import OneStatementTransaction, Statement
 from todo_api.identity import User
 
 # expires_at = exp + the verifier's leeway: until then the token could still be accepted. The sum
@@ -34,9 +34,9 @@ on conflict (user_id) do update
 """)
 
 
-async def revoke_token(conn: RequestTransaction, user: User, *, leeway_seconds: int) -> None:
+async def revoke_token(tx: OneStatementTransaction, user: User, *, leeway_seconds: int) -> None:
     """Refuse the token `user` was verified from, under every name it has, until it expires."""
-    await conn.execute(
+    await tx.run(
         _REVOKE_ONE,
         {
             "user_id": user.id,
@@ -47,6 +47,6 @@ async def revoke_token(conn: RequestTransaction, user: User, *, leeway_seconds: 
     )
 
 
-async def revoke_all_tokens(conn: RequestTransaction, user_id: str) -> None:
+async def revoke_all_tokens(tx: OneStatementTransaction, user_id: str) -> None:
     """Refuse every token of the user issued (iat) up to now, and every token without iat."""
-    await conn.execute(_REVOKE_ALL, {"user_id": user_id})
+    await tx.run(_REVOKE_ALL, {"user_id": user_id})

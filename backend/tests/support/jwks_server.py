@@ -7,7 +7,6 @@ count how often it was asked (`hits`), the way a Better Auth server would behave
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -23,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from tests.conftest import new_user_id
+from tests.support.network import free_port
+from tests.support.tokens import new_user_id
 from todo_api.config import Settings
 from todo_api.main import create_app
 from todo_api.security import TokenVerifier
@@ -182,10 +182,7 @@ class ManualClock:
 
 def free_port_url() -> str:
     """A loopback URL where nothing listens (connection refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api/auth/jwks"
+    return f"http://127.0.0.1:{free_port()}/api/auth/jwks"
 
 
 @contextmanager

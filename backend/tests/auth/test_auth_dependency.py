@@ -23,8 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_SECRET, make_token, new_user_id
-from tests.security.jwks_server import (
+from tests.support.jwks_server import (
     JwksServer,
     ManualClock,
     SigningKey,
@@ -32,8 +31,8 @@ from tests.security.jwks_server import (
     ed25519_key,
     free_port_url,
     running_app,
-    serve_jwks,
 )
+from tests.support.tokens import TEST_SECRET, make_token, new_user_id
 from todo_api.config import Settings
 
 ME = "/api/users/me"
@@ -122,28 +121,11 @@ class Mode:
         return self.sign(body)
 
 
-@pytest.fixture(scope="module")
-def jwks_server() -> Iterator[JwksServer]:
-    with serve_jwks() as server:
-        yield server
-
-
-@pytest.fixture
-def jwks(jwks_server: JwksServer) -> JwksServer:
-    jwks_server.reset()
-    return jwks_server
-
-
 @pytest.fixture
 def signing_key(jwks: JwksServer) -> SigningKey:
     key = ed25519_key()
     jwks.publish(key)
     return key
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

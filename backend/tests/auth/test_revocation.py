@@ -14,7 +14,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import TEST_SECRET, Caller, as_request_role, make_token, new_user_id
+from tests.support.request_role import as_request_role
+from tests.support.tokens import TEST_SECRET, Caller, make_token, new_user_id
 from todo_api.security.verifier import token_id
 
 EXPIRED_ID = token_id("", {"jti": "expired"})

@@ -1,21 +1,20 @@
 """The JWKS side of the verifier against a real HTTP endpoint: caching, refresh, key selection.
 
-The app-level behaviour (status codes, headers, logs) is in tests/dependencies; these tests look at
-what only the verifier can show: how often the endpoint is asked, and which key verifies what.
+App-level behaviour (status codes, headers, logs) is in test_auth_dependency.py; these tests look
+at what only the verifier can show: how often the endpoint is asked, and which key verifies what.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from tests.conftest import TEST_SECRET
-from tests.security.jwks_server import (
+from tests.support.jwks_server import (
     JwksServer,
     ManualClock,
     claims,
@@ -23,8 +22,8 @@ from tests.security.jwks_server import (
     free_port_url,
     p256_key,
     rsa_key,
-    serve_jwks,
 )
+from tests.support.tokens import TEST_SECRET
 from todo_api.config import Settings
 from todo_api.errors import AuthenticationError, ServiceUnavailable
 from todo_api.security import TokenVerifier
@@ -33,36 +32,19 @@ from todo_api.security.jwks import parse_key_set
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def jwks_server() -> Iterator[JwksServer]:
-    with serve_jwks() as server:
-        yield server
-
-
-@pytest.fixture
-def server(jwks_server: JwksServer) -> JwksServer:
-    jwks_server.reset()
-    return jwks_server
-
-
-def jwks_settings(server: JwksServer, **overrides: Any) -> Settings:
+def jwks_settings(jwks: JwksServer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         # The verifier never touches the database.
         "database_url": SecretStr("postgresql://unused@127.0.0.1:1/unused"),
-        "better_auth_url": server.base_url,
+        "better_auth_url": jwks.base_url,
         **overrides,
     }
     return Settings(**values)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def verifier(server: JwksServer, clock: ManualClock) -> AsyncIterator[TokenVerifier]:
-    token_verifier = TokenVerifier(jwks_settings(server), clock=clock)
+async def verifier(jwks: JwksServer, clock: ManualClock) -> AsyncIterator[TokenVerifier]:
+    token_verifier = TokenVerifier(jwks_settings(jwks), clock=clock)
     yield token_verifier
     await token_verifier.aclose()
 
@@ -74,134 +56,134 @@ async def reason_of(verifier: TokenVerifier, token: str) -> str:
 
 
 async def test_keys_are_fetched_once_and_then_served_from_the_cache(
-    server: JwksServer, verifier: TokenVerifier
+    jwks: JwksServer, verifier: TokenVerifier
 ) -> None:
     key = ed25519_key()
-    server.publish(key)
+    jwks.publish(key)
     for _ in range(5):
-        user = await verifier.verify(key.sign(claims(server.base_url, "user-1")))
+        user = await verifier.verify(key.sign(claims(jwks.base_url, "user-1")))
         assert user.id == "user-1"
-    assert server.hits == 1
+    assert jwks.hits == 1
 
 
 async def test_concurrent_requests_on_a_cold_cache_share_one_fetch(
-    server: JwksServer, verifier: TokenVerifier
+    jwks: JwksServer, verifier: TokenVerifier
 ) -> None:
     key = ed25519_key()
-    server.publish(key)
-    server.delay_seconds = 0.2
-    tokens = [key.sign(claims(server.base_url)) for _ in range(20)]
+    jwks.publish(key)
+    jwks.delay_seconds = 0.2
+    tokens = [key.sign(claims(jwks.base_url)) for _ in range(20)]
     users = await asyncio.gather(*(verifier.verify(token) for token in tokens))
     assert len(users) == 20
-    assert server.hits == 1
+    assert jwks.hits == 1
 
 
 async def test_the_key_set_is_refreshed_after_five_minutes(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     old, new = ed25519_key(), ed25519_key()
-    server.publish(old)
-    await verifier.verify(old.sign(claims(server.base_url)))
-    server.publish(new)  # the old key is withdrawn
+    jwks.publish(old)
+    await verifier.verify(old.sign(claims(jwks.base_url)))
+    jwks.publish(new)  # the old key is withdrawn
     clock.advance(299)
-    await verifier.verify(old.sign(claims(server.base_url)))
-    assert server.hits == 1
+    await verifier.verify(old.sign(claims(jwks.base_url)))
+    assert jwks.hits == 1
     clock.advance(2)
-    assert await reason_of(verifier, old.sign(claims(server.base_url))) == "unknown_kid"
-    assert server.hits == 2
+    assert await reason_of(verifier, old.sign(claims(jwks.base_url))) == "unknown_kid"
+    assert jwks.hits == 2
 
 
 async def test_a_new_key_is_accepted_without_a_restart(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     current, rotated = ed25519_key(), ed25519_key()
-    server.publish(current)
-    await verifier.verify(current.sign(claims(server.base_url)))
-    server.publish(current, rotated)
+    jwks.publish(current)
+    await verifier.verify(current.sign(claims(jwks.base_url)))
+    jwks.publish(current, rotated)
     clock.advance(10)
-    user = await verifier.verify(rotated.sign(claims(server.base_url, "rotated-user")))
+    user = await verifier.verify(rotated.sign(claims(jwks.base_url, "rotated-user")))
     assert user.id == "rotated-user"
-    assert server.hits == 2
+    assert jwks.hits == 2
 
 
 async def test_an_unknown_kid_refetches_at_most_once_per_ten_seconds(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     known, unpublished = ed25519_key(), ed25519_key()
-    server.publish(known)
-    await verifier.verify(known.sign(claims(server.base_url)))
-    assert server.hits == 1
-    forged = unpublished.sign(claims(server.base_url))
+    jwks.publish(known)
+    await verifier.verify(known.sign(claims(jwks.base_url)))
+    assert jwks.hits == 1
+    forged = unpublished.sign(claims(jwks.base_url))
     # Just fetched: the set is fresh, an unknown kid is simply unknown.
     assert await reason_of(verifier, forged) == "unknown_kid"
-    assert server.hits == 1
+    assert jwks.hits == 1
     clock.advance(10)
     for _ in range(50):
         assert await reason_of(verifier, forged) == "unknown_kid"
-    assert server.hits == 2
+    assert jwks.hits == 2
     clock.advance(9)
     assert await reason_of(verifier, forged) == "unknown_kid"
-    assert server.hits == 2
+    assert jwks.hits == 2
     clock.advance(1)
     assert await reason_of(verifier, forged) == "unknown_kid"
-    assert server.hits == 3
+    assert jwks.hits == 3
 
 
 async def test_no_key_set_and_none_cached_is_service_unavailable(
-    server: JwksServer, clock: ManualClock
+    jwks: JwksServer, clock: ManualClock
 ) -> None:
-    verifier = TokenVerifier(jwks_settings(server, better_auth_jwks_url=free_port_url()))
+    verifier = TokenVerifier(jwks_settings(jwks, better_auth_jwks_url=free_port_url()))
     try:
         with pytest.raises(ServiceUnavailable):
-            await verifier.verify(ed25519_key().sign(claims(server.base_url)))
+            await verifier.verify(ed25519_key().sign(claims(jwks.base_url)))
     finally:
         await verifier.aclose()
 
 
 async def test_an_endpoint_answering_errors_is_service_unavailable_until_it_recovers(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     key = ed25519_key()
-    server.publish(key)
-    server.status = 503
-    token = key.sign(claims(server.base_url))
+    jwks.publish(key)
+    jwks.status = 503
+    token = key.sign(claims(jwks.base_url))
     with pytest.raises(ServiceUnavailable):
         await verifier.verify(token)
     # Within a second the down endpoint is not asked again.
     with pytest.raises(ServiceUnavailable):
         await verifier.verify(token)
-    assert server.hits == 1
-    server.status = 200
+    assert jwks.hits == 1
+    jwks.status = 200
     clock.advance(1)
     assert (await verifier.verify(token)).id
-    assert server.hits == 2
+    assert jwks.hits == 2
 
 
 async def test_cached_keys_keep_working_while_the_endpoint_is_down(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     key = ed25519_key()
-    server.publish(key)
-    await verifier.verify(key.sign(claims(server.base_url)))
-    server.status = 500
+    jwks.publish(key)
+    await verifier.verify(key.sign(claims(jwks.base_url)))
+    jwks.status = 500
     clock.advance(600)
-    assert (await verifier.verify(key.sign(claims(server.base_url)))).id
-    assert server.hits == 2
+    assert (await verifier.verify(key.sign(claims(jwks.base_url)))).id
+    assert jwks.hits == 2
     # A failed refresh is not retried on every request.
-    assert (await verifier.verify(key.sign(claims(server.base_url)))).id
-    assert server.hits == 2
+    assert (await verifier.verify(key.sign(claims(jwks.base_url)))).id
+    assert jwks.hits == 2
 
 
 async def test_a_broken_document_keeps_the_cached_keys(
-    server: JwksServer, verifier: TokenVerifier, clock: ManualClock
+    jwks: JwksServer, verifier: TokenVerifier, clock: ManualClock
 ) -> None:
     key = ed25519_key()
-    server.publish(key)
-    await verifier.verify(key.sign(claims(server.base_url)))
-    server.document = {"keys": "not a list"}
+    jwks.publish(key)
+    await verifier.verify(key.sign(claims(jwks.base_url)))
+    jwks.document = {"keys": "not a list"}
     clock.advance(301)
-    assert (await verifier.verify(key.sign(claims(server.base_url)))).id
-    assert server.hits == 2
+    assert (await verifier.verify(key.sign(claims(jwks.base_url)))).id
+    assert jwks.hits == 2
 
 
 @pytest.mark.parametrize(
@@ -214,11 +196,11 @@ async def test_a_broken_document_keeps_the_cached_keys(
     ],
 )
 async def test_each_allowed_key_type_and_algorithm_verifies(
-    server: JwksServer, verifier: TokenVerifier, make_key: Any, algorithm: str
+    jwks: JwksServer, verifier: TokenVerifier, make_key: Any, algorithm: str
 ) -> None:
     key = make_key()
-    server.publish(key)
-    token = key.sign(claims(server.base_url, "typed-user"), algorithm=algorithm)
+    jwks.publish(key)
+    token = key.sign(claims(jwks.base_url, "typed-user"), algorithm=algorithm)
     assert (await verifier.verify(token)).id == "typed-user"
 
 
@@ -232,64 +214,62 @@ async def test_each_allowed_key_type_and_algorithm_verifies(
     ],
 )
 async def test_algorithms_outside_the_allow_list_are_refused(
-    server: JwksServer, verifier: TokenVerifier, make_key: Any, algorithm: str
+    jwks: JwksServer, verifier: TokenVerifier, make_key: Any, algorithm: str
 ) -> None:
     key = make_key()
-    server.publish(key, ed25519_key())
-    token = key.sign(claims(server.base_url), algorithm=algorithm)
+    jwks.publish(key, ed25519_key())
+    token = key.sign(claims(jwks.base_url), algorithm=algorithm)
     assert await reason_of(verifier, token) == "alg_not_allowed"
 
 
-async def test_a_keys_own_alg_pins_its_algorithm(
-    server: JwksServer, verifier: TokenVerifier
-) -> None:
+async def test_a_keys_own_alg_pins_its_algorithm(jwks: JwksServer, verifier: TokenVerifier) -> None:
     pinned = rsa_key(pinned_alg="RS256")
-    server.publish(pinned)
-    assert (await verifier.verify(pinned.sign(claims(server.base_url)))).id
-    pss = pinned.sign(claims(server.base_url), algorithm="PS256")
+    jwks.publish(pinned)
+    assert (await verifier.verify(pinned.sign(claims(jwks.base_url)))).id
+    pss = pinned.sign(claims(jwks.base_url), algorithm="PS256")
     assert await reason_of(verifier, pss) == "alg_key_mismatch"
 
 
 async def test_a_token_whose_alg_does_not_fit_the_named_key_is_refused(
-    server: JwksServer, verifier: TokenVerifier
+    jwks: JwksServer, verifier: TokenVerifier
 ) -> None:
     edwards, curve = ed25519_key(), p256_key()
-    server.publish(edwards, curve)
+    jwks.publish(edwards, curve)
     # Signed correctly with the P-256 key, but names the Ed25519 key.
-    token = curve.sign(claims(server.base_url), kid=edwards.kid)
+    token = curve.sign(claims(jwks.base_url), kid=edwards.kid)
     assert await reason_of(verifier, token) == "alg_key_mismatch"
 
 
 async def test_a_token_without_kid_is_tried_against_keys_of_its_type(
-    server: JwksServer, verifier: TokenVerifier
+    jwks: JwksServer, verifier: TokenVerifier
 ) -> None:
     other_edwards, edwards, curve = ed25519_key(), ed25519_key(), p256_key()
-    server.publish(other_edwards, curve, edwards)
-    token = edwards.sign(claims(server.base_url, "no-kid-user"), kid=None)
+    jwks.publish(other_edwards, curve, edwards)
+    token = edwards.sign(claims(jwks.base_url, "no-kid-user"), kid=None)
     assert (await verifier.verify(token)).id == "no-kid-user"
-    stranger = ed25519_key().sign(claims(server.base_url), kid=None)
+    stranger = ed25519_key().sign(claims(jwks.base_url), kid=None)
     assert await reason_of(verifier, stranger) == "bad_signature"
-    rsa_without_kid = rsa_key().sign(claims(server.base_url), kid=None)
+    rsa_without_kid = rsa_key().sign(claims(jwks.base_url), kid=None)
     assert await reason_of(verifier, rsa_without_kid) == "no_matching_key"
 
 
 async def test_a_token_signed_by_an_unpublished_key_under_a_published_kid_is_refused(
-    server: JwksServer, verifier: TokenVerifier
+    jwks: JwksServer, verifier: TokenVerifier
 ) -> None:
     published = ed25519_key()
-    server.publish(published)
+    jwks.publish(published)
     impostor = ed25519_key(kid=published.kid)
-    assert await reason_of(verifier, impostor.sign(claims(server.base_url))) == "bad_signature"
+    assert await reason_of(verifier, impostor.sign(claims(jwks.base_url))) == "bad_signature"
 
 
-async def test_hs_tokens_are_refused_when_only_jwks_is_configured(server: JwksServer) -> None:
+async def test_hs_tokens_are_refused_when_only_jwks_is_configured(jwks: JwksServer) -> None:
     import jwt
 
-    verifier = TokenVerifier(jwks_settings(server))
+    verifier = TokenVerifier(jwks_settings(jwks))
     try:
-        token = jwt.encode(claims(server.base_url), TEST_SECRET, algorithm="HS256")
+        token = jwt.encode(claims(jwks.base_url), TEST_SECRET, algorithm="HS256")
         assert await reason_of(verifier, token) == "hmac_not_configured"
-        assert server.hits == 0
+        assert jwks.hits == 0
     finally:
         await verifier.aclose()
 
@@ -333,3 +313,25 @@ def test_a_key_set_without_usable_keys_is_rejected() -> None:
         parse_key_set(b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}')
     with pytest.raises(ValueError, match="keys"):
         parse_key_set(b"[]")
+
+
+async def test_a_remembered_token_outlives_its_withdrawn_key_by_at_most_five_minutes(
+    server: JwksServer, clock: ManualClock
+) -> None:
+    wall_clock = ManualClock()
+    verifier = TokenVerifier(jwks_settings(server), clock=clock, wall_clock=wall_clock)
+    old, new = ed25519_key(), ed25519_key()
+    server.publish(old)
+    token = old.sign(claims(server.base_url))
+    try:
+        await verifier.verify(token)
+        server.publish(new)  # the old key is withdrawn
+        clock.advance(301)  # the key set is due for a refresh
+        wall_clock.advance(299)
+        assert (await verifier.verify(token)).id  # remembered: neither parsed nor fetched
+        assert server.hits == 1
+        wall_clock.advance(2)  # past the cache's five minutes: checked in full
+        assert await reason_of(verifier, token) == "unknown_kid"
+        assert server.hits == 2
+    finally:
+        await verifier.aclose()

@@ -6,7 +6,7 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_token, new_user_id
+from tests.support.tokens import make_token, new_user_id
 from todo_api.config import Settings
 from todo_api.errors import TokenExpired
 from todo_api.security import TokenVerifier

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from tests.conftest import make_token, new_user_id
-from tests.security.jwks_server import SigningKey, claims, p256_key, running_app, serve_jwks
+from tests.support.jwks_server import SigningKey, claims, p256_key, running_app, serve_jwks
+from tests.support.tokens import make_token, new_user_id
 from todo_api.config import Settings
 from todo_api.errors import AuthenticationError
 from todo_api.identity import User

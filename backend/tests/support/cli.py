@@ -16,19 +16,14 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.conftest import TEST_SECRET
+from tests.support.network import free_port
+from tests.support.postgres import postmaster_pid
+from tests.support.tokens import TEST_SECRET
 from todo_api.config import Settings
 
 TODO_API = str(Path(sys.executable).with_name("todo-api"))
 # Generous: a first `todo-api dev` runs initdb; a loaded CI runner may be slow.
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -145,11 +140,13 @@ def _drain(stream: object, sink: list[str]) -> None:
 
 def postgres_processes(data_dir: Path) -> list[psutil.Process]:
     """The postmaster serving `data_dir` and its children, while it runs."""
+    pid = postmaster_pid(data_dir)
+    if pid is None:
+        return []
     try:
-        pid = int((data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n")[0])
         postmaster = psutil.Process(pid)
         return [postmaster, *postmaster.children(recursive=True)]
-    except (OSError, ValueError, psutil.NoSuchProcess):
+    except psutil.NoSuchProcess:
         return []
 
 

@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from tests.conftest import TEST_SECRET
+from tests.support.tokens import TEST_SECRET
 from todo_api.config import Settings
 from todo_api.errors import AuthenticationError
 from todo_api.identity import User

@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import Caller
 from tests.support.live_server import live_server
+from tests.support.tokens import Caller
 from todo_api.config import Settings
 from todo_api.main import create_app
 

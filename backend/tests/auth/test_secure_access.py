@@ -11,8 +11,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.conftest import TEST_SECRET, make_token, new_user_id
-from tests.security.jwks_server import running_app
+from tests.support.jwks_server import running_app
+from tests.support.tokens import TEST_SECRET, make_token, new_user_id
 from todo_api.config import Settings
 
 ME = "/api/users/me"

@@ -1,0 +1,152 @@
+"""Throughput: wrk drives each scenario against the FastAPI reference and then the API, back to
+back, with the ceiling app first and last; CPU time per request of each server and of
+PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import load
+from bench.cpu import cpu_seconds, postgres_cpu_seconds
+from bench.servers import (
+    REFERENCE_SCENARIOS,
+    Layout,
+    Server,
+    api_server,
+    ceiling_server,
+    reference_server,
+)
+
+
+@dataclass(frozen=True)
+class Driven:
+    result: load.LoadResult
+    server_cpu_us: float  # per request
+    server_busy: float  # share of one core the server used
+    postgres_cpu_us: float  # per request; 0 when PostgreSQL is not ours to watch
+
+
+async def drive(
+    args: argparse.Namespace,
+    script: Path,
+    server: Server,
+    scenario: str,
+    postgres: int | None,
+    label: str = "",
+) -> Driven:
+    if args.warmup > 0:
+        await load.run_wrk(
+            script, server.base_url, scenario, seconds=args.warmup, connections=args.connections
+        )
+    assert server.process is not None
+    server_before = cpu_seconds(server.process.pid)
+    postgres_before = postgres_cpu_seconds(postgres)
+    result = await load.run_wrk(
+        script, server.base_url, scenario, seconds=args.duration, connections=args.connections
+    )
+    server_cpu = cpu_seconds(server.process.pid) - server_before
+    postgres_cpu = postgres_cpu_seconds(postgres) - postgres_before
+    requests = max(result.requests, 1)
+    driven = Driven(
+        result,
+        server_cpu_us=server_cpu / requests * 1e6,
+        server_busy=server_cpu / result.seconds if result.seconds else 0.0,
+        postgres_cpu_us=postgres_cpu / requests * 1e6,
+    )
+    print(
+        f"  {label:9} {scenario:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}  server {driven.server_cpu_us:.0f}"
+        f" us CPU/req ({driven.server_busy:.0%} of its core)",
+        flush=True,
+    )
+    return driven
+
+
+@dataclass(frozen=True)
+class Figure:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    server_cpu_us: float
+    server_busy: float
+    postgres_cpu_us: float
+
+    @classmethod
+    def of(cls, driven: Driven) -> Figure:
+        result = driven.result
+        return cls(
+            result.rps, result.p50_ms, result.p99_ms, result.errors,
+            driven.server_cpu_us, driven.server_busy, driven.postgres_cpu_us,
+        )  # fmt: skip
+
+    @classmethod
+    def mean(cls, runs: Sequence[Driven]) -> Figure:
+        figures = [cls.of(run) for run in runs]
+        return cls(
+            statistics.fmean(f.rps for f in figures),
+            statistics.fmean(f.p50_ms for f in figures),
+            statistics.fmean(f.p99_ms for f in figures),
+            sum(f.errors for f in figures),
+            statistics.fmean(f.server_cpu_us for f in figures),
+            statistics.fmean(f.server_busy for f in figures),
+            statistics.fmean(f.postgres_cpu_us for f in figures),
+        )
+
+
+@dataclass
+class Throughput:
+    """What the load phase measured, by scenario."""
+
+    api: dict[str, Figure] = field(default_factory=dict)
+    reference: dict[str, Figure] = field(default_factory=dict)
+    ceiling_runs: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    reference_peak_rss_mb: float = 0.0
+    ceiling_peak_rss_mb: float = 0.0
+
+
+async def measure_throughput(
+    args: argparse.Namespace,
+    layout: Layout,
+    workdir: Path,
+    login_url: str,
+    script: Path,
+    ready_token: str,
+    postgres: int | None,
+) -> Throughput:
+    """Start the three servers and drive every scenario of `args.scenarios` but the ceiling."""
+    scenarios = [s for s in args.scenarios if s != "ceiling"]
+    print(f"driving load ({args.duration:.0f} s per scenario) ...", flush=True)
+    ceiling = ceiling_server(layout, workdir)
+    reference = reference_server(layout, workdir)
+    api = api_server(args, layout, login_url, workdir, "direct")
+    for server in (ceiling, reference, api):
+        server.start()
+    try:
+        await ceiling.wait_ready("/ceiling", {"Authorization": f"Bearer {ready_token}"})
+        await reference.wait_ready("/readyz", {})
+        await api.wait_ready("/readyz", {})
+        measured = Throughput()
+        first = await drive(args, script, ceiling, "ceiling", postgres)
+        for scenario in scenarios:
+            # Back to back, so drift on a shared machine hits both alike.
+            if not args.no_reference and scenario in REFERENCE_SCENARIOS:
+                ref = await drive(args, script, reference, scenario, postgres, "reference")
+                measured.reference[scenario] = Figure.of(ref)
+            measured.api[scenario] = Figure.of(await drive(args, script, api, scenario, postgres))
+        last = await drive(args, script, ceiling, "ceiling", postgres)
+        measured.ceiling_runs = [first.result.rps, last.result.rps]
+        measured.api = {"ceiling": Figure.mean([first, last]), **measured.api}
+        measured.peak_rss_mb = api.peak_rss_mb()
+        measured.ceiling_peak_rss_mb = ceiling.peak_rss_mb()
+        measured.reference_peak_rss_mb = reference.peak_rss_mb()
+        return measured
+    finally:
+        api.stop()
+        reference.stop()
+        ceiling.stop()
