@@ -71,6 +71,7 @@ def _run_server(settings: Settings, host: str, port: int, workers: int) -> None:
         workers=workers,
         log_level=settings.log_level,
         plan=plan,
+        metrics=settings.metrics_enabled,
     )
 
 

@@ -74,6 +74,8 @@ class Settings(DatabaseSettings):
     # After SIGTERM, keep accepting this long while /readyz answers 503, for load balancers that
     # poll readiness before they stop routing (Kubernetes); nginx retries a refused connection.
     shutdown_delay_seconds: float = Field(default=0.0, ge=0, le=3600)
+    # Prometheus metrics at /metrics (todo_api.metrics); off, /metrics is a 404 like any path.
+    metrics_enabled: bool = False
 
     @field_validator("jwt_algorithms", "cors_origins", mode="before")
     @classmethod

@@ -36,7 +36,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, LiteralString, TypeAlias
 
@@ -51,6 +51,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from todo_api.config import Settings
 from todo_api.errors import database_error
 from todo_api.identity import User
+from todo_api.timing import add_db_time
 
 REQUEST_ROLE = "todo_app"
 
@@ -205,6 +206,9 @@ class Database:
         # (more requests in flight than connections) psycopg_pool's own queue (a Condition and a
         # wait_for task per waiting request) cost 130-280 us more CPU per request (#8).
         self.slots = asyncio.Semaphore(settings.db_pool_max_size)
+        self.waiting = 0  # requests waiting for a slot now (metrics)
+        # Told of every exception a request transaction raises (metrics count them by SQLSTATE).
+        self.on_error: Callable[[BaseException], None] | None = None
         # Per open connection (forgotten with it): its adapters and the statements PREPAREd on it.
         self.sessions: weakref.WeakKeyDictionary[AsyncConn, _Session] = weakref.WeakKeyDictionary()
         self._check: asyncio.Task[None] | None = None
@@ -272,6 +276,7 @@ class OneStatementTransaction:
             "request_issued_at": user.issued_at,
             "request_timeout": database.statement_timeout,
         }
+        started = time.perf_counter_ns()
         try:
             timeout = await self._take_slot()
             try:
@@ -279,10 +284,14 @@ class OneStatementTransaction:
             finally:
                 database.slots.release()
         except (psycopg.Error, PoolTimeout, UnicodeEncodeError) as exc:
+            if database.on_error is not None:
+                database.on_error(exc)
             error = database_error(exc)
             if isinstance(exc, psycopg.OperationalError):
                 database.check_idle_connections()
             raise error from None
+        finally:
+            add_db_time(started)
 
     async def _take_slot(self) -> float:
         """Wait for one of the pool's `max_size` slots; return what is left of the pool timeout."""
@@ -291,11 +300,14 @@ class OneStatementTransaction:
             await slots.acquire()  # free: returns at once
             return timeout
         started = time.monotonic()
+        self._database.waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 await slots.acquire()
         except TimeoutError:
             raise PoolTimeout(f"no connection within {timeout:.2f} s") from None
+        finally:
+            self._database.waiting -= 1
         return max(timeout - (time.monotonic() - started), 0.0)
 
     async def _send(self, statement: Statement, values: dict[str, Any], pool_wait: float) -> Result:

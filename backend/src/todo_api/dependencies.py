@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from time import perf_counter_ns
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -15,6 +16,7 @@ from todo_api.errors import AuthenticationError, Forbidden, InvalidToken, Missin
 from todo_api.identity import User
 from todo_api.security import TokenVerifier
 from todo_api.security.bearer import BEARER_SECURITY
+from todo_api.timing import add_auth_time
 
 
 # The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
@@ -52,6 +54,7 @@ async def authenticate(request: Request) -> User:
     if user is not None:
         return user
     verifier: TokenVerifier = request.app.state.verifier
+    started = perf_counter_ns()
     try:
         user = await verifier.verify(bearer_token(request))
     except AuthenticationError as error:
@@ -59,6 +62,8 @@ async def authenticate(request: Request) -> User:
         if error.user_id is not None:
             request.state.user_id = error.user_id
         raise
+    finally:
+        add_auth_time(started)
     request.state.user_id = user.id
     request.state.user = user
     return user

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -32,10 +32,11 @@ from todo_api.errors import (
     problem_response,
 )
 from todo_api.log import configure_logging, request_id_var, security_event, security_log
+from todo_api.metrics import Metrics
 from todo_api.middleware import EdgeMiddleware, cors_policy
 from todo_api.security import TokenVerifier
 
-EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag"]
+EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag", "Server-Timing"]
 
 
 def _request_id(request: Request) -> str:
@@ -48,6 +49,9 @@ def _client(request: Request) -> str | None:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     exc = cast(ApiError, exc)
+    metrics: Metrics | None = request.app.state.metrics
+    if metrics is not None and isinstance(exc, AuthenticationError):
+        metrics.authentication_failed(exc.reason)
     if isinstance(exc, AuthenticationError | Forbidden):
         security_event(
             "access_denied" if isinstance(exc, Forbidden) else "authentication_failed",
@@ -122,6 +126,7 @@ def _allowed_methods(request: Request) -> list[str]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application. Settings default to the environment."""
     settings = settings or get_settings()
+    metrics = Metrics() if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,8 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "config": settings.masked(),
             },
         )
+        watching = metrics.watching(database) if metrics is not None else nullcontext()
         try:
-            yield
+            async with watching:
+                yield
         finally:
             await verifier.aclose()
             await database.close()
@@ -158,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         redirect_slashes=False,
     )
+    app.state.metrics = metrics
     openapi.install(app)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -168,10 +176,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_routes(app, users.router)
     # Every request is matched against the routes in order: the API's first, the docs last.
     app.router.routes[:] = [*app.router.routes[len(framework_routes) :], *framework_routes]
+    if metrics is not None:
+        metrics.install(app)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
         cors=cors_policy(settings.cors_origins, EXPOSED_HEADERS),
+        metrics=metrics,
     )
     return app
 

@@ -9,6 +9,8 @@ For every HTTP request it does, in one pass:
 - the docs' Content-Security-Policy;
 - any unhandled exception as a 500 problem response (with the CORS and request-id headers); the
   traceback goes to the server log only;
+- `Server-Timing` on every response (todo_api.timing), and, with metrics on, one observation of
+  the answered request (todo_api.metrics);
 - while the process drains for shutdown, `Connection: close` on every response, and a request
   cancelled at the end of the grace period answered 503 (in doubt).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -28,6 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from todo_api.errors import CorsRefused, InternalError, ServiceUnavailable, problem_response
 from todo_api.log import app_log, request_id_var
 from todo_api.shutdown import drain
+from todo_api.timing import RequestTiming, timing_var
+
+if TYPE_CHECKING:
+    from todo_api.metrics import Metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # A JWS compact serialization: three dot-separated base64url segments (the signature may be empty).
@@ -74,15 +81,24 @@ class EdgeMiddleware:
     a coroutine frame on the way in and a wrapper call per message on the way out (#8).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, cors: CORSMiddleware) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        cors: CORSMiddleware,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.cors = cors
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        timing = RequestTiming()
         supplied_ids: list[bytes] = []
         origin: str | None = None
         declared_length = b""
@@ -100,7 +116,8 @@ class EdgeMiddleware:
         request_id = request_id_for(supplied_ids)
         scope = _routable(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        head = scope["method"] == "HEAD"
+        method = scope["method"]
+        head = method == "HEAD"
         if head:
             scope["method"] = "GET"
         allowed_origin = origin is not None and self.cors.is_allowed_origin(origin)
@@ -114,14 +131,19 @@ class EdgeMiddleware:
         # Set, not added: a problem response already names its request id.
         replaced = frozenset(name for name, _ in response_headers)
         context = request_id_var.set(request_id)
+        timing_context = timing_var.set(timing)
         started = False
+        status = 0  # of the response started and not yet counted
+        metrics = self.metrics
 
         async def send_at_edge(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 headers = [h for h in message.get("headers", ()) if h[0] not in replaced]
                 headers += response_headers
+                headers.append((b"server-timing", timing.header()))
                 if drain.active:
                     # Stopping: no request after this one on this connection (uvicorn honours it).
                     headers.append((b"connection", b"close"))
@@ -129,11 +151,17 @@ class EdgeMiddleware:
                     # Caches must keep apart the answers to different origins (and to none).
                     _vary_on_origin(headers)
                 message["headers"] = headers
-            elif head and message["type"] == "http.response.body":
-                # HEAD is GET without the body; the headers (Content-Length too) stay GET's.
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            elif (head or metrics is not None) and message["type"] == "http.response.body":
+                final = not message.get("more_body", False)
+                if head:
+                    # HEAD is GET without the body; the headers (Content-Length too) stay GET's.
+                    if not final:
+                        return
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
+                if final and metrics is not None:
+                    # Counted before the last byte leaves: a scrape never misses an answer.
+                    metrics.observe(scope, method, status, timing.elapsed_ns())
+                    status = 0
             await send(message)
 
         try:
@@ -165,6 +193,9 @@ class EdgeMiddleware:
                 await problem_response(InternalError(), request_id)(scope, receive, send_at_edge)
         finally:
             request_id_var.reset(context)
+            timing_var.reset(timing_context)
+            if metrics is not None and status:  # started, never finished
+                metrics.observe(scope, method, status, timing.elapsed_ns())
 
     def _simple_cors_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
         """Starlette's CORS headers for a simple request from an allowed origin."""

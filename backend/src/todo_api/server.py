@@ -11,6 +11,11 @@ In each serving process, on SIGTERM (or SIGINT):
 With `--workers N` the parent holds a copy of the listening socket too, and a socket listens
 while any process holds it: the parent forwards the signal, closes its copy when the delay is
 over, and kills a worker that is still alive when the grace period ends.
+
+With metrics on and `--workers N`, the parent makes a fresh directory for prometheus-client's
+multiprocess mode before the workers start (they inherit `PROMETHEUS_MULTIPROC_DIR`), marks a
+worker that exited as dead (its pool gauges leave the sums; its counts stay), and removes the
+directory when it exits.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
@@ -119,6 +128,7 @@ class GracefulSupervisor(Multiprocess):
                 continue
             process.kill()  # hung or gone
             process.join()
+            _worker_exited(process.pid)
             if process.exitcode == STARTUP_FAILURE:
                 # It failed before serving: every replacement would fail the same way.
                 log.error("Child process [%s] failed to start, stopping.", process.pid)
@@ -154,10 +164,57 @@ class GracefulSupervisor(Multiprocess):
         log.info("Stopping parent process [%d]", os.getpid())
 
 
+# prometheus-client reads it when first imported: it must be set (or not) before the app loads.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory(shared: bool) -> Iterator[None]:
+    """`PROMETHEUS_MULTIPROC_DIR` for this run.
+
+    Shared (metrics on, several workers): a fresh directory, removed at exit, so no figure of an
+    earlier run is ever added in. Otherwise none, even if the environment named one: a single
+    process keeps its metrics in memory.
+    """
+    os.environ.pop(METRICS_DIR_ENV, None)
+    if not shared:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="todo-api-metrics-")
+    os.environ[METRICS_DIR_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_DIR_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _worker_exited(pid: int | None) -> None:
+    path = os.environ.get(METRICS_DIR_ENV)
+    if path and pid is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
 def run(
-    app: str, *, host: str, port: int, workers: int, log_level: str, plan: ShutdownPlan
+    app: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    plan: ShutdownPlan,
+    metrics: bool = False,
 ) -> None:
     """Serve the app factory `app` ("module:function") until SIGTERM or SIGINT."""
+    with metrics_directory(metrics and workers > 1):
+        _run(app, host=host, port=port, workers=workers, log_level=log_level, plan=plan)
+
+
+def _run(
+    app: str, *, host: str, port: int, workers: int, log_level: str, plan: ShutdownPlan
+) -> None:
     config = uvicorn.Config(
         app,
         factory=True,

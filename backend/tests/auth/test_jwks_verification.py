@@ -316,22 +316,22 @@ def test_a_key_set_without_usable_keys_is_rejected() -> None:
 
 
 async def test_a_remembered_token_outlives_its_withdrawn_key_by_at_most_five_minutes(
-    server: JwksServer, clock: ManualClock
+    jwks: JwksServer, clock: ManualClock
 ) -> None:
     wall_clock = ManualClock()
-    verifier = TokenVerifier(jwks_settings(server), clock=clock, wall_clock=wall_clock)
+    verifier = TokenVerifier(jwks_settings(jwks), clock=clock, wall_clock=wall_clock)
     old, new = ed25519_key(), ed25519_key()
-    server.publish(old)
-    token = old.sign(claims(server.base_url))
+    jwks.publish(old)
+    token = old.sign(claims(jwks.base_url))
     try:
         await verifier.verify(token)
-        server.publish(new)  # the old key is withdrawn
+        jwks.publish(new)  # the old key is withdrawn
         clock.advance(301)  # the key set is due for a refresh
         wall_clock.advance(299)
         assert (await verifier.verify(token)).id  # remembered: neither parsed nor fetched
-        assert server.hits == 1
+        assert jwks.hits == 1
         wall_clock.advance(2)  # past the cache's five minutes: checked in full
         assert await reason_of(verifier, token) == "unknown_kid"
-        assert server.hits == 2
+        assert jwks.hits == 2
     finally:
         await verifier.aclose()
