@@ -27,7 +27,7 @@ from todo_api.api.tasks import (
     IdempotencyKeyHeader,
     IfMatchHeader,
     IfNoneMatchHeader,
-    SortParam,
+    SortField,
     StatusFilter,
     TaskId,
 )
@@ -91,7 +91,7 @@ def create_app() -> FastAPI:
     async def list_tasks(
         user: CurrentUser,
         status: Annotated[StatusFilter, Query()] = "all",
-        sort: Annotated[SortParam, Query()] = "created",
+        sort: Annotated[SortField, Query()] = "created",
         order: Annotated[SortOrder | None, Query()] = None,
         sort_order: Annotated[SortOrder | None, Query()] = None,
         q: Annotated[str | None, Query(max_length=1000, pattern=NO_NUL_PATTERN)] = None,

@@ -5,6 +5,8 @@ Tests marked `pgbouncer` run the app through a real PgBouncer (Debian `pgbouncer
 installs both and sets TODO_API_REQUIRE_SYSTEM_TOOLS=1, so their absence fails CI. Tests marked
 `pgtap` run the pgTAP policy tests in sql/tests with pg_prove; they need pgTAP on the server,
 which only CI's PostgreSQL 15 run has, so they have their own switch, TODO_API_REQUIRE_PGTAP=1.
+Tests marked `node` run the Node tools of clients/typescript (Debian `nodejs npm`, then `npm ci`
+there, as .ci/run does).
 On a machine without a tool its tests are deselected (conftest's collection hook), and the run
 says so at the end.
 """
@@ -15,7 +17,7 @@ import os
 import shutil
 from collections.abc import Callable
 
-from tests.support import pgtap
+from tests.support import node, pgtap
 from tests.support.pgbouncer import pgbouncer_binary
 
 
@@ -30,6 +32,7 @@ SYSTEM_TOOLS: dict[str, tuple[Callable[[], str | None], str]] = {
     "pgbouncer": (pgbouncer_binary, "apt-get install pgbouncer"),
     "chromium": (chromium_binary, "apt-get install chromium"),
     "pgtap": (pgtap.pgtap_runner, pgtap.INSTALL_HINT),
+    "node": (node.node_tools, node.INSTALL_HINT),
 }
 # The setting that makes a tool's tests mandatory (run, and fail without the tool).
 REQUIRE_SETTINGS = {"pgtap": pgtap.REQUIRE_SETTING}

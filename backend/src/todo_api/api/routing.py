@@ -10,7 +10,7 @@ the one `include_router` gives and each request is matched against a flat list.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,12 +25,18 @@ def add_routes(
     prefix: str = "",
     tags: Sequence[str] = (),
     dependencies: Sequence[Depends] = (),
+    responses: Mapping[int | str, dict[str, Any]] | None = None,
+    operation_id: Callable[[APIRoute], str] | None = None,
 ) -> None:
-    """Add every route of `router` to `app` itself, under `prefix`."""
+    """Add every route of `router` to `app` itself, under `prefix`.
+
+    `responses` are documented on every route added (as `include_router`'s); `operation_id`
+    names each route's operation (two copies of one router need different ids).
+    """
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"only API routes can be added flat, not {route!r}")
-        combined: dict[Any, Any] = {**router.responses, **route.responses}
+        combined: dict[Any, Any] = {**router.responses, **(responses or {}), **route.responses}
         app.router.add_api_route(
             prefix + route.path,
             route.endpoint,
@@ -44,7 +50,7 @@ def add_routes(
             responses=combined,
             deprecated=route.deprecated,
             methods=route.methods,
-            operation_id=route.operation_id,
+            operation_id=operation_id(route) if operation_id else route.operation_id,
             response_model_include=route.response_model_include,
             response_model_exclude=route.response_model_exclude,
             response_model_by_alias=route.response_model_by_alias,

@@ -21,6 +21,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from todo_api.api.openapi import without_default
+
 TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
 # Only "YYYY-MM-DD" in ASCII digits (re's \d would also match other scripts' digits).
@@ -152,7 +154,10 @@ class _Body(BaseModel):
 class TaskCreate(_Body):
     title: Title
     description: Description | None = None
-    completed: StrictBool = False
+    # The default is in words only: a schema `default` makes generated types require the field.
+    completed: StrictBool = Field(
+        default=False, description="Default: false.", json_schema_extra=without_default
+    )
     due_date: DueDate | None = None
 
 

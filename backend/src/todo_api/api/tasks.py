@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,9 +28,11 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    WithJsonSchema,
 )
+from typing_extensions import TypeAliasType
 
-from todo_api.api.openapi import PROBLEM_RESPONSES, problem_responses
+from todo_api.api.openapi import AUTHENTICATED_ERRORS, problem_responses
 from todo_api.api.preconditions import etag, if_match_condition, none_match
 from todo_api.api.routing import add_routes
 from todo_api.api.schemas import NO_NUL_PATTERN, Task, TaskCreate, TaskPatch, TaskToggle, TaskUpdate
@@ -77,8 +80,12 @@ TaskId = Annotated[
     int, Path(ge=1, le=MAX_TASK_ID, description="The task's id (decimal digits)."), DecimalDigits
 ]
 
-StatusFilter = Literal["all", "pending", "incomplete", "completed"]
-SortParam = Literal["created", "created_at", "updated", "updated_at", "title", "due_date"]
+# Named, so the document has one component for each (both path styles use it) and a generated
+# client one type, not one per operation.
+StatusFilter = TypeAliasType("StatusFilter", Literal["all", "pending", "incomplete", "completed"])
+SortField = TypeAliasType(
+    "SortField", Literal["created", "created_at", "updated", "updated_at", "title", "due_date"]
+)
 _SORT_KEYS: dict[str, SortKey] = {
     "created": SortKey.CREATED,
     "created_at": SortKey.CREATED,
@@ -110,8 +117,12 @@ async def require_path_user(
     check_path_user(user_id, user)
 
 
+# Every task route: the query, path or body can be invalid (422). Each route adds its own; the
+# hackathon paths add 403 (see `include`).
 task_routes = APIRouter(
-    prefix="/tasks", responses=PROBLEM_RESPONSES, route_class=AuthenticatedRoute
+    prefix="/tasks",
+    responses=problem_responses(*AUTHENTICATED_ERRORS, 422),
+    route_class=AuthenticatedRoute,
 )
 
 
@@ -214,7 +225,7 @@ async def list_tasks(
         StatusFilter, Query(description="`incomplete` is the same as `pending`.")
     ] = "all",
     sort: Annotated[
-        SortParam, Query(description="`created_at`/`updated_at` are aliases.")
+        SortField, Query(description="`created_at`/`updated_at` are aliases.")
     ] = "created",
     order: Annotated[
         SortOrder | None,
@@ -302,16 +313,24 @@ IdempotencyKeyHeader = Annotated[
     ),
     AfterValidator(_idempotency_key),
 ]
+# A list because a request may repeat the header; documented as the one string a client sends
+# (a comma-separated list of entity tags is one value), which every generator can type
+# (openapi-python-client skips an operation with an array header).
+_ENTITY_TAGS_SCHEMA = WithJsonSchema({"type": "string", "examples": ['"1.1"', '"1.1", "1.2"']})
 IfMatchHeader = Annotated[
     list[str] | None,
     Header(
         alias="If-Match",
-        description="Write only if the task's ETag is one of these (`*`: any); else 412.",
+        description=(
+            "Write only if the task's ETag is one of these (comma-separated; `*`: any); else 412."
+        ),
     ),
+    _ENTITY_TAGS_SCHEMA,
 ]
 IfNoneMatchHeader = Annotated[
     list[str] | None,
     Header(alias="If-None-Match", description="304 when the task's ETag matches (weak)."),
+    _ENTITY_TAGS_SCHEMA,
 ]
 
 
@@ -336,7 +355,7 @@ def _refused(refusal: Refusal) -> ApiError:
     status_code=201,
     response_model=Task,
     summary="Create a task",
-    responses=problem_responses(409),
+    responses=problem_responses(409, 413),
 )
 async def create_task(
     request: Request,
@@ -363,7 +382,7 @@ async def create_task(
     "/{task_id}",
     response_model=Task,
     summary="Get a task",
-    responses={304: {"description": "Not modified"}},
+    responses={304: {"description": "Not modified"}, **problem_responses(404)},
 )
 async def read_task(
     task_id: TaskId, tx: Transaction, if_none_match: IfNoneMatchHeader = None
@@ -400,7 +419,7 @@ async def _update(
     return _task_response(task_id, task)
 
 
-_WRITE_RESPONSES = problem_responses(412)
+_WRITE_RESPONSES = problem_responses(404, 412, 413)
 
 
 @task_routes.put(
@@ -440,7 +459,7 @@ async def patch_task(
     status_code=204,
     response_class=Response,
     summary="Delete a task",
-    responses=_WRITE_RESPONSES,
+    responses=problem_responses(404, 412),
 )
 async def delete_task(task_id: TaskId, tx: Transaction, if_match: IfMatchHeader = None) -> Response:
     """Delete one of the caller's tasks."""
@@ -451,20 +470,35 @@ async def delete_task(task_id: TaskId, tx: Transaction, if_match: IfMatchHeader 
     return Response(status_code=204)
 
 
+# No body, `{}` and a JSON `null` all mean: flip. Declared as an optional TaskToggle with a
+# default, not `TaskToggle | None`, so the document says "optional body, a TaskToggle" rather than
+# "a TaskToggle or null", which generated clients could not omit (openapi-python-client then sent
+# its `UNSET` marker as JSON).
+_FLIP = TaskToggle()
+
+
+def _null_is_no_body(value: object) -> object:
+    return {} if value is None else value
+
+
+ToggleBody = Annotated[TaskToggle, Body(), BeforeValidator(_null_is_no_body)]
+
+
 @task_routes.patch(
     "/{task_id}/complete",
     response_model=Task,
     summary="Toggle completion",
     responses=_WRITE_RESPONSES,
+    openapi_extra={"requestBody": {"required": False}},
 )
 async def toggle_task(
     task_id: TaskId,
     tx: Transaction,
-    body: Annotated[TaskToggle | None, Body()] = None,
+    body: ToggleBody = _FLIP,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    """Flip `completed`, or set it with `{"completed": true|false}`."""
-    completed = body.completed if body is not None else None
+    """Flip `completed`, or set it with `{"completed": true|false}`; the body is optional."""
+    completed = body.completed
     condition = if_match_condition(if_match or [], task_id)
     task = await task_service.toggle_task(tx, tx.user.id, task_id, completed, condition)
     if isinstance(task, Refusal):
@@ -472,13 +506,37 @@ async def toggle_task(
     return _task_response(task_id, task)
 
 
+# Explicit operation ids, (`/api/tasks...`, `/api/{user_id}/tasks...`) by route: generated clients
+# name their functions and types after them, so they are part of the API. A new route without one
+# fails at start-up (KeyError), not with a FastAPI-made name.
+OPERATION_IDS: dict[str, tuple[str, str]] = {
+    "list_tasks": ("listTasks", "listUserTasks"),
+    "create_task": ("createTask", "createUserTask"),
+    "read_task": ("getTask", "getUserTask"),
+    "update_task": ("updateTask", "updateUserTask"),
+    "patch_task": ("patchTask", "patchUserTask"),
+    "delete_task": ("deleteTask", "deleteUserTask"),
+    "toggle_task": ("toggleTask", "toggleUserTask"),
+}
+
+
+def _operation_id(route: APIRoute) -> str:
+    return OPERATION_IDS[route.name][0]
+
+
+def _user_operation_id(route: APIRoute) -> str:
+    return OPERATION_IDS[route.name][1]
+
+
 def include(app: FastAPI) -> None:
     """Serve the task routes under both path styles, as the app's own routes (`add_routes`)."""
-    add_routes(app, task_routes, prefix="/api", tags=["tasks"])
+    add_routes(app, task_routes, prefix="/api", tags=["tasks"], operation_id=_operation_id)
     add_routes(
         app,
         task_routes,
         prefix="/api/{user_id}",
-        tags=["tasks (hackathon paths)"],
+        tags=["user-tasks"],
         dependencies=[Depends(require_path_user)],
+        responses=problem_responses(403),
+        operation_id=_user_operation_id,
     )

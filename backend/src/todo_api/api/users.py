@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from todo_api.api.openapi import problem_responses
+from todo_api.api.openapi import AUTHENTICATED_ERRORS, problem_responses
 from todo_api.dependencies import AuthenticatedRoute, SettingsDep, Transaction
 from todo_api.log import security_event
 from todo_api.services import task_service, token_service
@@ -32,7 +32,8 @@ class Me(BaseModel):
 @router.get(
     "/me",
     summary="The caller and their task counts",
-    responses=problem_responses(401, 503, 500),
+    operation_id="getMe",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def read_me(tx: Transaction) -> Me:
     """The caller and their task counts."""
@@ -51,7 +52,8 @@ async def read_me(tx: Transaction) -> Me:
     status_code=204,
     response_class=Response,
     summary="Revoke the token sent with this request",
-    responses=problem_responses(401, 503, 500),
+    operation_id="revokeToken",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def revoke_token(request: Request, tx: Transaction, settings: SettingsDep) -> Response:
     """Revoke the token sent with this request; it is refused (401 `token_revoked`) from now on."""
@@ -66,7 +68,8 @@ async def revoke_token(request: Request, tx: Transaction, settings: SettingsDep)
     status_code=204,
     response_class=Response,
     summary="Revoke every token of the caller issued so far",
-    responses=problem_responses(401, 503, 500),
+    operation_id="revokeAllTokens",
+    responses=problem_responses(*AUTHENTICATED_ERRORS),
 )
 async def revoke_all_tokens(request: Request, tx: Transaction) -> Response:
     """Revoke every token of the caller issued (`iat`) up to now, and every token without `iat`.
