@@ -20,8 +20,9 @@ from typing import Annotated
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from todo_api.api.schemas import NO_NUL_PATTERN, TaskCreate, TaskToggle
+from todo_api.api.schemas import NO_NUL_PATTERN, TaskCreate
 from todo_api.api.tasks import (
+    FLIP,
     MAX_CURSOR_LENGTH,
     DecimalDigits,
     IdempotencyKeyHeader,
@@ -30,6 +31,7 @@ from todo_api.api.tasks import (
     SortField,
     StatusFilter,
     TaskId,
+    ToggleBody,
 )
 from todo_api.config import Settings
 from todo_api.dependencies import bearer_token
@@ -119,7 +121,7 @@ def create_app() -> FastAPI:
     async def toggle_task(
         task_id: TaskId,
         user: CurrentUser,
-        body: Annotated[TaskToggle | None, Body()] = None,
+        body: ToggleBody = FLIP,
         if_match: IfMatchHeader = None,
     ) -> Response:
         return Response(TASK_BODY, media_type=JSON, headers=ETAG)

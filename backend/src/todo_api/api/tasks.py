@@ -474,7 +474,7 @@ async def delete_task(task_id: TaskId, tx: Transaction, if_match: IfMatchHeader 
 # default, not `TaskToggle | None`, so the document says "optional body, a TaskToggle" rather than
 # "a TaskToggle or null", which generated clients could not omit (openapi-python-client then sent
 # its `UNSET` marker as JSON).
-_FLIP = TaskToggle()
+FLIP = TaskToggle()  # no body: flip `completed`
 
 
 def _null_is_no_body(value: object) -> object:
@@ -494,7 +494,7 @@ ToggleBody = Annotated[TaskToggle, Body(), BeforeValidator(_null_is_no_body)]
 async def toggle_task(
     task_id: TaskId,
     tx: Transaction,
-    body: ToggleBody = _FLIP,
+    body: ToggleBody = FLIP,
     if_match: IfMatchHeader = None,
 ) -> Response:
     """Flip `completed`, or set it with `{"completed": true|false}`; the body is optional."""
