@@ -13,9 +13,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from yoyo import get_backend, read_migrations
 
-from tests.support.databases import create_scratch_database
+from tests.support.migrations import database_before, roll_back_through
 from tests.support.postgres import PostgresServer
 from tests.support.request_role import as_request_role
 from tests.support.tokens import make_token, new_user_id
@@ -28,35 +27,13 @@ DIGEST_MIGRATION = "0005_revocation_token_digest"
 ME = "/api/users/me"
 
 
-def _apply_until(url: str, stop_before: str) -> None:
-    backend = get_backend("postgresql+psycopg://" + url.partition("://")[2])
-    try:
-        everything = read_migrations(str(migrations.sql_dir()))
-        ids = [m.id for m in everything]
-        earlier = everything.filter(lambda m: ids.index(m.id) < ids.index(stop_before))
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(earlier))
-    finally:
-        backend.connection.close()
-
-
-def _roll_back_through(url: str, migration: str) -> None:
-    """Roll back one at a time, newest first, up to and including `migration`."""
-    while migration not in migrations.pending(url):
-        rolled_back = migrations.rollback(url)
-        assert rolled_back, f"{migration} was never rolled back"
-
-
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def database_before_digests(postgres_server: PostgresServer) -> str:
-    url = create_scratch_database(postgres_server.admin_url, prefix="todo_digest")
-    _apply_until(url, DIGEST_MIGRATION)
-    assert DIGEST_MIGRATION in migrations.pending(url)
-    return url
+    return database_before(postgres_server.admin_url, DIGEST_MIGRATION, prefix="todo_digest")
 
 
 def _app_client(settings: Settings, url: str) -> TestClient:
@@ -132,7 +109,7 @@ def test_rolling_back_the_digest_migration_fails_closed_with_a_revoke_all_marker
     with _app_client(settings, url) as client:
         assert client.delete("/api/users/me/token", headers=_bearer(revoked)).status_code == 204
 
-    _roll_back_through(url, DIGEST_MIGRATION)
+    roll_back_through(url, DIGEST_MIGRATION)
 
     # Even a token of that user issued right now is refused at the request's entry point.
     with (

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.db.test_revocation_digest_migration import _apply_until, _roll_back_through
 from tests.support.databases import create_scratch_database
+from tests.support.migrations import database_before, roll_back_through
 from tests.support.postgres import PostgresServer
 from tests.support.request_role import as_request_role, begin_request
 from tests.support.tokens import new_user_id
@@ -58,10 +58,7 @@ TASKS: list[dict[str, Any]] = [
 
 @pytest.fixture
 def database_before_api_json(postgres_server: PostgresServer) -> str:
-    url = create_scratch_database(postgres_server.admin_url, prefix="todo_api_json")
-    _apply_until(url, API_JSON_MIGRATION)
-    assert API_JSON_MIGRATION in migrations.pending(url)
-    return url
+    return database_before(postgres_server.admin_url, API_JSON_MIGRATION, prefix="todo_api_json")
 
 
 def _write_tasks(url: str, user_id: str) -> None:
@@ -108,7 +105,7 @@ def test_the_rollback_gives_the_0008_table_back(database_before_api_json: str) -
     before = _state(url, user_id)
     migrations.apply(url)
 
-    _roll_back_through(url, API_JSON_MIGRATION)
+    roll_back_through(url, API_JSON_MIGRATION)
 
     assert _state(url, user_id) == before
     with as_request_role(url, user_id) as conn, pytest.raises(psycopg.errors.UndefinedColumn):
