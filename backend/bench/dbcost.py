@@ -81,8 +81,7 @@ class PgbenchRun:
 def first_page_params(user_id: str) -> dict[str, Any]:
     """What the service binds for an unfiltered first page: the request's values, the user, the
     limit, NULL for the rest (filters, cursor)."""
-    names = set(re.findall(r"%\((\w+)\)s", FIRST_PAGE.as_string()))
-    params: dict[str, Any] = dict.fromkeys(names)
+    params: dict[str, Any] = dict.fromkeys(Statement.of(FIRST_PAGE).params)
     params.update(
         user_id=user_id,
         limit=PAGE_SIZE,

@@ -107,6 +107,7 @@ class Statement:
     """
 
     name: str
+    params: tuple[str, ...]  # the statement's own parameter names, in order of first use
     unprepared: Template
     preparing: Template
     prepared: Template
@@ -114,10 +115,7 @@ class Statement:
     @classmethod
     def of(cls, query: LiteralString | sql.Composable) -> Statement:
         text = query.encode() if isinstance(query, str) else query.as_bytes(None)
-        names: list[str] = []
-        for part in _template(text)[1::2]:
-            if part not in names:
-                names.append(str(part))
+        names = [str(part) for part in dict.fromkeys(_template(text)[1::2])]
         if any(name in _REQUEST_PARAMS for name in names):
             raise ValueError("a statement may not use todo_begin_request's parameter names")
         numbered = _PLACEHOLDER.sub(
@@ -131,6 +129,7 @@ class Statement:
         prepare = b"prepare " + name.encode() + b" as " + numbered.replace(b"%", b"%%") + b";\n"
         return cls(
             name=name,
+            params=tuple(names),
             unprepared=_template(_BEGIN_REQUEST + text),
             preparing=_template(_BEGIN_REQUEST + prepare + execute),
             prepared=_template(_BEGIN_REQUEST + execute),
