@@ -2,7 +2,7 @@
 
 `EdgeMiddleware` starts a `RequestTiming` per request and writes the header when the response
 starts: `auth;dur=0.412, db;dur=1.208, total;dur=2.130` (milliseconds), as PostgREST does. The
-token check (`dependencies.authenticate`) and the request transaction (`db.RequestTransaction`)
+token check (`dependencies.authenticate`) and the request transaction (`db.OneStatementTransaction`)
 add their share through `timing_var`, so neither needs the request object; a part that did not
 run is left out.
 """
