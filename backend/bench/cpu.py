@@ -23,6 +23,17 @@ def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
     return ticks / _TICKS_PER_SECOND
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests while this machine's vCPUs wanted to run
+    (all CPUs; /proc/stat's `steal`). On a shared host it is what makes one run slower than the
+    next: the benchmark reports it per scenario so a disturbed run can be told from a slow one."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / _TICKS_PER_SECOND
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def children(parent_pid: int) -> list[int]:
     """The pids of the live processes whose parent is `parent_pid`."""
     found = []

@@ -5,13 +5,14 @@ PostgreSQL."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import load
-from bench.cpu import cpu_seconds, postgres_cpu_seconds
+from bench.cpu import cpu_seconds, postgres_cpu_seconds, steal_seconds
 from bench.servers import (
     REFERENCE_SCENARIOS,
     Layout,
@@ -28,6 +29,7 @@ class Driven:
     server_cpu_us: float  # per request
     server_busy: float  # share of one core the server used
     postgres_cpu_us: float  # per request; 0 when PostgreSQL is not ours to watch
+    steal: float  # share of the machine's CPUs the hypervisor gave to other guests meanwhile
 
 
 async def drive(
@@ -45,22 +47,25 @@ async def drive(
     assert server.process is not None
     server_before = cpu_seconds(server.process.pid)
     postgres_before = postgres_cpu_seconds(postgres)
+    steal_before = steal_seconds()
     result = await load.run_wrk(
         script, server.base_url, scenario, seconds=args.duration, connections=args.connections
     )
     server_cpu = cpu_seconds(server.process.pid) - server_before
     postgres_cpu = postgres_cpu_seconds(postgres) - postgres_before
+    stolen = steal_seconds() - steal_before
     requests = max(result.requests, 1)
     driven = Driven(
         result,
         server_cpu_us=server_cpu / requests * 1e6,
         server_busy=server_cpu / result.seconds if result.seconds else 0.0,
         postgres_cpu_us=postgres_cpu / requests * 1e6,
+        steal=stolen / (result.seconds * (os.cpu_count() or 1)) if result.seconds else 0.0,
     )
     print(
         f"  {label:9} {scenario:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}  server {driven.server_cpu_us:.0f}"
-        f" us CPU/req ({driven.server_busy:.0%} of its core)",
+        f" us CPU/req ({driven.server_busy:.0%} of its core)  steal {driven.steal:.0%}",
         flush=True,
     )
     return driven
@@ -75,13 +80,14 @@ class Figure:
     server_cpu_us: float
     server_busy: float
     postgres_cpu_us: float
+    steal: float
 
     @classmethod
     def of(cls, driven: Driven) -> Figure:
         result = driven.result
         return cls(
             result.rps, result.p50_ms, result.p99_ms, result.errors,
-            driven.server_cpu_us, driven.server_busy, driven.postgres_cpu_us,
+            driven.server_cpu_us, driven.server_busy, driven.postgres_cpu_us, driven.steal,
         )  # fmt: skip
 
     @classmethod
@@ -95,6 +101,7 @@ class Figure:
             statistics.fmean(f.server_cpu_us for f in figures),
             statistics.fmean(f.server_busy for f in figures),
             statistics.fmean(f.postgres_cpu_us for f in figures),
+            statistics.fmean(f.steal for f in figures),
         )
 
 
