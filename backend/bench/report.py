@@ -136,7 +136,7 @@ def _throughput_lines(report: Report) -> list[str]:
     lines = [
         f"{'scenario':10} {'req/s':>8} {'x ref':>6} {'x ceiling':>10} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'errors':>7} {'server CPU':>11} {'core busy':>10} {'PG CPU':>8} "
-        f"{'steal':>6}  what"
+        f"{'steal':>6}  {'rounds req/s':>16}  what"
     ]
     rows: list[tuple[str, str | None, Figure]] = [
         (name, name, figure) for name, figure in report.throughput.items()
@@ -150,6 +150,7 @@ def _throughput_lines(report: Report) -> list[str]:
             f"{figure.p50_ms:8.2f} {figure.p99_ms:8.2f} {figure.errors:7d} "
             f"{figure.server_cpu_us:8.0f} us {figure.server_busy:10.0%} "
             f"{figure.postgres_cpu_us:5.0f} us {figure.steal:6.0%}  "
+            f"{'/'.join(f'{rps:.0f}' for rps in figure.rounds_rps):>16}  "
             f"{'FastAPI reference: ' if scenario is None else ''}"
             f"{load.SCENARIOS[label.removeprefix('ref ')]}"
         )
@@ -157,7 +158,8 @@ def _throughput_lines(report: Report) -> list[str]:
         "x ref: the API's req/s over the FastAPI reference's on the same scenario; server CPU"
         " and PG CPU: CPU time per request of the server process and of PostgreSQL; core"
         " busy: the share of its core the server used; steal: the share of the machine's CPU"
-        " time the hypervisor gave to other guests during the run (a disturbed run)"
+        " time the hypervisor gave to other guests during the run (a disturbed run); rounds:"
+        " each round's req/s, alternating reference and API; the best round's figures are shown"
     )
     runs = ", ".join(f"{rps:.0f}" for rps in report.ceiling_runs)
     return [

@@ -72,7 +72,8 @@ async def run(args: argparse.Namespace) -> Report:
         settings={
             "users": args.users, "tasks_per_user": args.tasks_per_user,
             "heavy_tasks": args.heavy_tasks, "connections": args.connections,
-            "duration_s": args.duration, "server": f"{args.server_loop}+{args.server_http}",
+            "duration_s": args.duration, "rounds": args.rounds,
+            "server": f"{args.server_loop}+{args.server_http}",
             "server_env": args.server_env,
         },
     )  # fmt: skip
@@ -173,8 +174,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=1000, help="light users (default 1000)")
     parser.add_argument("--tasks-per-user", type=int, default=100, help="default 100")
     parser.add_argument("--heavy-tasks", type=int, default=100_000, help="default 100000")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per scenario")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of wrk before each")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per round")
+    parser.add_argument("--warmup", type=float, default=1, help="seconds of wrk before each round")
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="rounds per scenario and server, alternating reference and API; the best counts",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument(
         "--scenarios",
