@@ -4,11 +4,11 @@ Row-level security already confines each statement to the caller's rows; the exp
 `user_id = %(user_id)s` predicate is defense in depth and lets Postgres use the per-user indexes.
 
 Each function is ONE statement (the request transaction runs exactly one), and Postgres builds the
-response JSON itself, as PostgREST does: the API returns each task's text unchanged (a page joins
-its tasks' texts into the JSON array). Nothing here formats
-user input into SQL: statements are composed once, at import, from the fixed `psycopg.sql`
-fragments below into `db.Statement`s (the exact strings a request sends, values bound
-client-side), and list statements are picked from a map keyed by (sort, order, has_cursor).
+response JSON itself, as PostgREST does: the API returns each task's text unchanged, and a page
+is its tasks' texts joined into a JSON array. Nothing here formats user input into SQL:
+statements are composed once, at import, from the fixed `psycopg.sql` fragments below into
+`db.Statement`s (the exact strings a request sends, values bound client-side), and list
+statements are picked from a map keyed by (sort, order, has_cursor).
 """
 
 from __future__ import annotations
@@ -503,10 +503,6 @@ def _bytes(value: bytes | None) -> bytes:
 
 def _int(value: bytes | None) -> int:
     return int(_bytes(value))
-
-
-def _optional_int(value: bytes | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _text(value: bytes | None) -> str | None:
