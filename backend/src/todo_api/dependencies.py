@@ -48,9 +48,12 @@ def bearer_token(request: Request) -> str:
 async def authenticate(request: Request) -> User:
     """Verify the request's Bearer token (T002), once per request; a 401 otherwise.
 
-    No database work happens for a request that fails here.
+    No database work happens for a request that fails here. The caller is kept in the request's
+    state (`request.state.user`, `.user_id`), read here through the scope's dict: Starlette's
+    `State` object raises and catches AttributeError for a name it lacks, on every request.
     """
-    user: User | None = getattr(request.state, "user", None)
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    user: User | None = state.get("user")
     if user is not None:
         return user
     verifier: TokenVerifier = request.app.state.verifier
@@ -60,12 +63,12 @@ async def authenticate(request: Request) -> User:
     except AuthenticationError as error:
         # A valid signature names the user even when a claim failed (an expired token, say).
         if error.user_id is not None:
-            request.state.user_id = error.user_id
+            state["user_id"] = error.user_id
         raise
     finally:
         add_auth_time(started)
-    request.state.user_id = user.id
-    request.state.user = user
+    state["user_id"] = user.id
+    state["user"] = user
     return user
 
 

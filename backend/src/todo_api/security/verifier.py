@@ -68,6 +68,17 @@ def _is_canonical_segment(segment: str) -> bool:
     return base64.urlsafe_b64encode(decoded).rstrip(b"=") == segment.encode()
 
 
+def _canonical(token: str) -> str:
+    """The token, if canonical (`is_canonical`); an InvalidToken otherwise."""
+    if not is_canonical(token):
+        _fail(
+            InvalidToken(
+                "The token is not three unpadded base64url segments.", reason="not_canonical"
+            )
+        )
+    return token
+
+
 def token_id(token: str, claims: dict[str, Any]) -> str:
     """How a token is named for revocation: a digest of its jti, else of the whole token.
 
@@ -198,19 +209,14 @@ class TokenVerifier:
         # Checked before anything parses the token.
         if len(raw) > MAX_TOKEN_BYTES:
             _fail(InvalidToken("The token is larger than 8 KiB.", reason="oversized"))
-        if not is_canonical(token):
-            _fail(
-                InvalidToken(
-                    "The token is not three unpadded base64url segments.", reason="not_canonical"
-                )
-            )
         if self._verified is None:
-            return await self._verify_uncached(token)
+            return await self._verify_uncached(_canonical(token))
+        # Remembered by its exact bytes, so a token found here was canonical when it was verified.
         digest = hashlib.sha256(raw).digest()
         cached = self._verified.get(digest)
         if cached is not None:
             return cached
-        user = await self._verify_uncached(token)
+        user = await self._verify_uncached(_canonical(token))
         expiry = user.expires_at.timestamp() + self._settings.jwt_leeway_seconds
         self._verified.put(digest, user, expiry)
         return user
