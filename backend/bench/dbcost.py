@@ -27,7 +27,7 @@ from bench.cpu import children, postgres_cpu_seconds, postgres_settled
 from bench.database import HEAVY_USER_KEY
 from bench.servers import Layout
 from tests.support.request_role import STATEMENT_TIMEOUT, as_request_role
-from todo_api.db import Statement, bind
+from todo_api.db import Statement, request_string
 from todo_api.services.task_service import LIST_STATEMENTS, SortKey, SortOrder
 
 FIRST_PAGE = LIST_STATEMENTS[SortKey("created"), SortOrder("desc"), False]
@@ -112,7 +112,8 @@ def write_scripts(directory: Path, admin_url: str, users: int) -> dict[tuple[str
         for variant in ("rls", "bypass"):
             for who, user_sql in users_sql.items():
                 queries = [
-                    bind(t, params, adapters) for t in (statement.prepared, statement.preparing)
+                    request_string(t, params, adapters)
+                    for t in (statement.prepared, statement.preparing)
                 ]
                 if variant == "bypass":  # right after todo_begin_request
                     queries = [_after_begin(query, _BYPASS) for query in queries]

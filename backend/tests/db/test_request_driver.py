@@ -37,16 +37,7 @@ def _user() -> User:
 
 
 def _run(database: Database, statement: Statement, **params: Any) -> Awaitable[Result]:
-    return database.execute(
-        statement,
-        {
-            **params,
-            "request_user_id": _user().id,
-            "request_token_id": "sha256:" + "0" * 64,
-            "request_issued_at": None,
-            "request_timeout": "10000",
-        },
-    )
+    return database.execute(statement, params, _user())
 
 
 def _with_database(settings: Settings, scenario: Callable[[Database], Awaitable[T]]) -> T:
@@ -245,3 +236,25 @@ def test_many_concurrent_requests_with_failures_among_them_leave_nothing_behind(
             assert isinstance(outcome, Result)
             assert outcome.one() == (str(n).encode(),)
     assert (out, waiting) == (0, 0)
+
+
+def test_each_request_runs_as_its_own_caller_whatever_the_begin_lines_kept(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound `todo_begin_request` line of a caller is kept and reused (db._BEGIN_LINES of
+    them, the oldest dropped first): interleaved callers, more than are kept, each run as
+    themselves."""
+    monkeypatch.setattr("todo_api.db._BEGIN_LINES", 2)
+    callers = [_user() for _ in range(5)]
+    whoami = Statement.of("select current_setting('app.user_id', true)")
+
+    async def scenario(database: Database) -> list[tuple[str, bytes | None]]:
+        seen = []
+        for _ in range(3):
+            for caller in callers:
+                result = await database.execute(whoami, {}, caller)
+                seen.append((caller.id, result.one()[0]))
+        return seen
+
+    seen = _with_database(_small(settings, 2), scenario)
+    assert [expected.encode() for expected, _ in seen] == [actual for _, actual in seen]

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum, StrEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from psycopg import sql
 
@@ -313,12 +313,14 @@ async def list_tasks(tx: OneStatementTransaction, user_id: str, query: ListQuery
         "after_key": query.after_key,
         "after_id": query.after_id,
     }
-    rows = (await tx.run(statement, params)).rows
-    shown = rows[: query.limit]
-    body = b"[" + b",".join(_bytes(row[0]) for row in shown) + b"]"
-    if len(rows) <= query.limit:
+    result = await tx.run(statement, params)
+    shown = result.column(0, query.limit)
+    if None in shown:
+        raise RuntimeError("the statement returned NULL where a task was due")
+    body = b"[" + b",".join(cast(list[bytes], shown)) + b"]"
+    if len(result) <= query.limit:
         return Page(body, has_more=False, last_key=None, last_id=None)
-    last_key, last_id = _position(_ORDERINGS[query.sort, query.order], shown[-1])
+    last_key, last_id = _position(_ORDERINGS[query.sort, query.order], result.row(len(shown) - 1))
     return Page(body, has_more=True, last_key=last_key, last_id=last_id)
 
 
