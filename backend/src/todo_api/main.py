@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import cast
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace as otel_trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -38,6 +42,24 @@ from todo_api.middleware import EdgeMiddleware, cors_policy
 from todo_api.security import TokenVerifier
 
 EXPOSED_HEADERS = ["Link", "Location", "X-Request-ID", "Retry-After", "ETag", "Server-Timing"]
+# FastAPI's own OpenTelemetry instrumentation asks on every request whether a tracer, meter or
+# logger provider is configured: three environment look-ups, 4.5 µs of a ~300 µs request (#10).
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def fastapi_telemetry(environ: Mapping[str, str]) -> TelemetryConfig:
+    """FastAPI's OpenTelemetry instrumentation when the process uses OpenTelemetry, else none.
+
+    In use: the environment configures it (any `OTEL_*` variable, or FastAPI's
+    `FASTAPI_OTEL_AUTO_CONFIGURE`), or a tracer or meter provider was set before the app was
+    built (`opentelemetry-instrument`). Otherwise it would only ever find nothing to report to.
+    """
+    if any(name.startswith(("OTEL_", "FASTAPI_OTEL_")) for name in environ):
+        return {}
+    tracer_set = not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider)
+    # The meter API's stand-in until a provider is set has no public name.
+    meter_set = type(otel_metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+    return {} if tracer_set or meter_set else FASTAPI_TELEMETRY_OFF
 
 
 def _request_id(request: Request) -> str:
@@ -172,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Multi-user todo API. Isolation between users is enforced by PostgreSQL RLS.",
         lifespan=_lifespan(settings, metrics),
         redirect_slashes=False,
+        telemetry=fastapi_telemetry(os.environ),
     )
     app.state.metrics = metrics
     openapi.install(app)
@@ -179,10 +202,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     framework_routes = list(app.router.routes)  # openapi.json and the offline docs
-    add_routes(app, health.router)
     tasks.include(app)
     add_routes(app, users.router)
-    # Every request is matched against the routes in order: the API's first, the docs last.
+    add_routes(app, health.router)
+    # Every request is matched against the routes in order: the tasks' first, the probes after
+    # the API (two fewer paths tried for every API request), the docs last.
     app.router.routes[:] = [*app.router.routes[len(framework_routes) :], *framework_routes]
     if metrics is not None:
         metrics.install(app)
