@@ -312,6 +312,10 @@ class Database:
     """The pool, the settings every request transaction needs, and the requests' scheduling
     onto pooled connections (see the module docstring)."""
 
+    # The loop it was opened in, kept: asyncio.get_running_loop() makes a getpid() system call
+    # every time. Requests (and so the loop callbacks) run only once it is open.
+    _loop: asyncio.AbstractEventLoop
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pool = create_pool(settings)
@@ -339,6 +343,7 @@ class Database:
         return len(self.queue)
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
@@ -381,7 +386,7 @@ class Database:
         Raises what the string raised (`psycopg.Error`, or `UnicodeEncodeError` for a value
         PostgreSQL text cannot hold), or `PoolTimeout`; the transaction is then rolled back.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         job = _Job(statement, params, user, loop.create_future())
         if self.in_use < self.max_in_use:
             self.in_use += 1
@@ -444,7 +449,7 @@ class Database:
             self._end(lane, job, exc, close=True)
             return
         if arm_later:
-            asyncio.get_running_loop().call_soon(self._arm, lane, job)
+            self._loop.call_soon(self._arm, lane, job)
         else:
             self._arm(lane, job)
 
@@ -471,7 +476,7 @@ class Database:
         """
         if lane.job is not job:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if lane.fd < 0:
             lane.fd = lane.pgconn.socket
         reading, writing = bool(lane.wait & _WAIT_R), bool(lane.wait & _WAIT_W)
@@ -486,7 +491,7 @@ class Database:
         lane.reading, lane.writing = reading, writing
 
     def _disarm(self, lane: _Lane) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if lane.reading:
             loop.remove_reader(lane.fd)
         if lane.writing:
@@ -506,7 +511,7 @@ class Database:
         except BaseException as exc:  # noqa: BLE001 - the connection failed; the request says so
             self._end(lane, job, exc, close=True)
         else:
-            asyncio.get_running_loop().call_soon(self._arm, lane, job)
+            self._loop.call_soon(self._arm, lane, job)
 
     def _done(self, lane: _Lane, job: _Job, results: list[pq.abc.PGresult]) -> None:
         """The string's results are in: the request's rows, or the error that rolled it back."""
@@ -562,7 +567,7 @@ class Database:
         coroutine of the request that used it last, or from a task when that one is gone."""
         self._disarm(lane)
         if job.abandoned:
-            task = asyncio.get_running_loop().create_task(self._give_back(lane, close))
+            task = self._loop.create_task(self._give_back(lane, close))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
