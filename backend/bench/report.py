@@ -28,6 +28,8 @@ class Report:
     settings: dict[str, Any]
     throughput: dict[str, Figure] = field(default_factory=dict)
     reference: dict[str, Figure] = field(default_factory=dict)  # the FastAPI reference, by scenario
+    reference_ratios: dict[str, list[float]] = field(default_factory=dict)  # per round, by scenario
+    heavy_to_light: list[float] = field(default_factory=list)  # p50 ratio per round
     ceiling_runs: list[float] = field(default_factory=list)
     round_trips: list[RoundTrips] = field(default_factory=list)
     peak_rss_mb: float = 0.0
@@ -43,11 +45,14 @@ class Report:
         return statistics.fmean(self.ceiling_runs) if self.ceiling_runs else 0.0
 
     def to_reference(self, scenario: str) -> float:
-        """The API's throughput on `scenario` as a share of the FastAPI reference's."""
-        figure, reference = self.throughput.get(scenario), self.reference.get(scenario)
-        if figure is None or reference is None or not reference.rps:
-            return float("nan")
-        return figure.rps / reference.rps
+        """The API's throughput on `scenario` as a share of the FastAPI reference's: the median
+        of the rounds' ratios, each round's two runs back to back."""
+        ratios = self.reference_ratios.get(scenario)
+        return statistics.median(ratios) if ratios else float("nan")
+
+    def heavy_light_ratio(self) -> float:
+        """The heavy user's first-page p50 over the light user's, the median of the rounds'."""
+        return statistics.median(self.heavy_to_light) if self.heavy_to_light else float("nan")
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,9 +90,8 @@ def judge(report: Report) -> None:
                      f"request {listed.postgres_cpu_us:.0f} us (target <= "
                      f"{LIST_POSTGRES_CPU_MAX_US:.0f} us)")
         )  # fmt: skip
-    heavy, light = report.throughput.get("heavy"), report.throughput.get("light")
-    if heavy and light:
-        ratio = heavy.p50_ms / light.p50_ms
+    if report.heavy_to_light:
+        ratio = report.heavy_light_ratio()
         verdicts.append(
             _verdict(ratio <= HEAVY_TO_LIGHT_MAX, f"heavy user's first page p50 = {ratio:.2f}x "
                      f"the light user's (target <= {HEAVY_TO_LIGHT_MAX}x)")
@@ -136,7 +140,7 @@ def _throughput_lines(report: Report) -> list[str]:
     lines = [
         f"{'scenario':10} {'req/s':>8} {'x ref':>6} {'x ceiling':>10} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'errors':>7} {'server CPU':>11} {'core busy':>10} {'PG CPU':>8} "
-        f"{'steal':>6}  {'rounds req/s':>16}  what"
+        f"{'steal':>6}  {'rounds req/s':>22}  {'rounds x ref':>24}  what"
     ]
     rows: list[tuple[str, str | None, Figure]] = [
         (name, name, figure) for name, figure in report.throughput.items()
@@ -150,17 +154,25 @@ def _throughput_lines(report: Report) -> list[str]:
             f"{figure.p50_ms:8.2f} {figure.p99_ms:8.2f} {figure.errors:7d} "
             f"{figure.server_cpu_us:8.0f} us {figure.server_busy:10.0%} "
             f"{figure.postgres_cpu_us:5.0f} us {figure.steal:6.0%}  "
-            f"{'/'.join(f'{rps:.0f}' for rps in figure.rounds_rps):>16}  "
+            f"{'/'.join(f'{rps:.0f}' for rps in figure.rounds_rps):>22}  "
+            f"{'/'.join(f'{r:.2f}' for r in report.reference_ratios.get(scenario or '', [])):>24}  "
             f"{'FastAPI reference: ' if scenario is None else ''}"
             f"{load.SCENARIOS[label.removeprefix('ref ')]}"
         )
     lines.append(
-        "x ref: the API's req/s over the FastAPI reference's on the same scenario; server CPU"
-        " and PG CPU: CPU time per request of the server process and of PostgreSQL; core"
-        " busy: the share of its core the server used; steal: the share of the machine's CPU"
-        " time the hypervisor gave to other guests during the run (a disturbed run); rounds:"
-        " each round's req/s, alternating reference and API; the best round's figures are shown"
+        "x ref: the median over the rounds of the API's req/s over the FastAPI reference's, the"
+        " two run back to back in each round (rounds x ref lists them); server CPU and PG CPU:"
+        " CPU time per request of the server process and of PostgreSQL; core busy: the share of"
+        " its core the server used; steal: the share of the machine's CPU time the hypervisor"
+        " gave to other guests during the run (a disturbed run); rounds req/s: each round's,"
+        " the other figures are the fastest round's"
     )
+    if report.heavy_to_light:
+        rounds = "/".join(f"{ratio:.2f}" for ratio in report.heavy_to_light)
+        lines.append(
+            f"heavy user's first-page p50 over the light user's, round by round (run back to"
+            f" back): {rounds}; median {report.heavy_light_ratio():.2f}"
+        )
     runs = ", ".join(f"{rps:.0f}" for rps in report.ceiling_runs)
     return [
         *lines,

@@ -137,6 +137,8 @@ async def _measure(
         report.ceiling_runs = measured.ceiling_runs
         report.throughput.update(measured.api)
         report.reference.update(measured.reference)
+        report.reference_ratios.update(measured.reference_ratios)
+        report.heavy_to_light = measured.heavy_to_light
         report.peak_rss_mb = measured.peak_rss_mb
         report.ceiling_peak_rss_mb = measured.ceiling_peak_rss_mb
         report.reference_peak_rss_mb = measured.reference_peak_rss_mb
@@ -177,8 +179,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of wrk before each round")
     parser.add_argument(
-        "--rounds", type=int, default=3,
-        help="rounds per scenario and server, alternating reference and API; the best counts",
+        "--rounds", type=int, default=5,
+        help="rounds per scenario and server, reference and API back to back in each; the median"
+        " of the rounds' ratios counts",
     )  # fmt: skip
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument(

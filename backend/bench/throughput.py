@@ -125,10 +125,30 @@ class Throughput:
 
     api: dict[str, Figure] = field(default_factory=dict)
     reference: dict[str, Figure] = field(default_factory=dict)
+    # Per round: the API's req/s over the reference's, each pair run back to back.
+    reference_ratios: dict[str, list[float]] = field(default_factory=dict)
+    # Per round: the heavy user's first-page p50 over the light user's, run back to back.
+    heavy_to_light: list[float] = field(default_factory=list)
     ceiling_runs: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     reference_peak_rss_mb: float = 0.0
     ceiling_peak_rss_mb: float = 0.0
+
+
+# Scenarios compared with each other run round by round together (see measure_throughput).
+PAIRED_SCENARIOS = ("heavy", "light")
+
+
+def _groups(scenarios: Sequence[str]) -> list[list[str]]:
+    """The scenarios in the order given, the paired ones in one group (where the first was)."""
+    groups: list[list[str]] = []
+    paired = [s for s in scenarios if s in PAIRED_SCENARIOS]
+    for scenario in scenarios:
+        if scenario not in PAIRED_SCENARIOS:
+            groups.append([scenario])
+        elif scenario == paired[0]:
+            groups.append(paired)
+    return groups
 
 
 async def measure_throughput(
@@ -140,7 +160,12 @@ async def measure_throughput(
     ready_token: str,
     postgres: int | None,
 ) -> Throughput:
-    """Start the three servers and drive every scenario of `args.scenarios` but the ceiling."""
+    """Start the three servers and drive every scenario of `args.scenarios` but the ceiling.
+
+    Each scenario runs in rounds, its reference run and its API run back to back in every round
+    (the heavy and the light user's pages alternate the same way), so the machine's drift hits
+    both sides of a comparison alike; each comparison is the median of its rounds' ratios.
+    """
     scenarios = [s for s in args.scenarios if s != "ceiling"]
     print(
         f"driving load ({args.rounds} rounds of {args.duration:.0f} s per scenario and server) ...",
@@ -157,20 +182,33 @@ async def measure_throughput(
         await api.wait_ready("/readyz", {})
         measured = Throughput()
         first = await drive(args, script, ceiling, "ceiling", postgres)
-        for scenario in scenarios:
-            # Back to back and alternating, round after round, so drift on a shared machine hits
-            # both alike; each side's best round counts (see Figure.best).
-            with_reference = not args.no_reference and scenario in REFERENCE_SCENARIOS
-            reference_runs, api_runs = [], []
+        for group in _groups(scenarios):
+            reference_runs: dict[str, list[Driven]] = {scenario: [] for scenario in group}
+            api_runs: dict[str, list[Driven]] = {scenario: [] for scenario in group}
             for _ in range(args.rounds):
-                if with_reference:
-                    reference_runs.append(
-                        await drive(args, script, reference, scenario, postgres, "reference")
-                    )
-                api_runs.append(await drive(args, script, api, scenario, postgres))
-            if reference_runs:
-                measured.reference[scenario] = Figure.best(reference_runs)
-            measured.api[scenario] = Figure.best(api_runs)
+                for scenario in group:
+                    if not args.no_reference and scenario in REFERENCE_SCENARIOS:
+                        reference_runs[scenario].append(
+                            await drive(args, script, reference, scenario, postgres, "reference")
+                        )
+                    api_runs[scenario].append(await drive(args, script, api, scenario, postgres))
+            for scenario in group:
+                measured.api[scenario] = Figure.best(api_runs[scenario])
+                if reference_runs[scenario]:
+                    measured.reference[scenario] = Figure.best(reference_runs[scenario])
+                    measured.reference_ratios[scenario] = [
+                        ours.result.rps / theirs.result.rps
+                        for ours, theirs in zip(
+                            api_runs[scenario], reference_runs[scenario], strict=True
+                        )
+                        if theirs.result.rps
+                    ]
+            if group == list(PAIRED_SCENARIOS):
+                measured.heavy_to_light = [
+                    heavy.result.p50_ms / light.result.p50_ms
+                    for heavy, light in zip(api_runs["heavy"], api_runs["light"], strict=True)
+                    if light.result.p50_ms
+                ]
         last = await drive(args, script, ceiling, "ceiling", postgres)
         measured.ceiling_runs = [first.result.rps, last.result.rps]
         measured.api = {"ceiling": Figure.mean([first, last]), **measured.api}
