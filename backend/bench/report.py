@@ -10,7 +10,7 @@ from typing import Any
 from bench import load
 from bench.dbcost import RlsCost
 from bench.round_trips import RoundTrips
-from bench.throughput import Figure
+from bench.throughput import PAGE_ROUND_SECONDS, Figure
 
 # Throughput as a share of the FastAPI reference's on the same scenario (#8).
 TARGETS = {"list": 0.40, "get": 0.50, "create": 0.50, "toggle": 0.50}
@@ -29,7 +29,7 @@ class Report:
     throughput: dict[str, Figure] = field(default_factory=dict)
     reference: dict[str, Figure] = field(default_factory=dict)  # the FastAPI reference, by scenario
     reference_ratios: dict[str, list[float]] = field(default_factory=dict)  # per round, by scenario
-    heavy_to_light: list[float] = field(default_factory=list)  # p50 ratio per round
+    heavy_to_light: list[float] = field(default_factory=list)  # p50 ratio per pair of rounds
     ceiling_runs: list[float] = field(default_factory=list)
     round_trips: list[RoundTrips] = field(default_factory=list)
     peak_rss_mb: float = 0.0
@@ -170,8 +170,8 @@ def _throughput_lines(report: Report) -> list[str]:
     if report.heavy_to_light:
         rounds = "/".join(f"{ratio:.2f}" for ratio in report.heavy_to_light)
         lines.append(
-            f"heavy user's first-page p50 over the light user's, round by round (run back to"
-            f" back): {rounds}; median {report.heavy_light_ratio():.2f}"
+            f"heavy user's first-page p50 over the light user's on one connection, alternating"
+            f" rounds of {PAGE_ROUND_SECONDS} s: {rounds}; median {report.heavy_light_ratio():.2f}"
         )
     runs = ", ".join(f"{rps:.0f}" for rps in report.ceiling_runs)
     return [

@@ -127,7 +127,7 @@ class Throughput:
     reference: dict[str, Figure] = field(default_factory=dict)
     # Per round: the API's req/s over the reference's, each pair run back to back.
     reference_ratios: dict[str, list[float]] = field(default_factory=dict)
-    # Per round: the heavy user's first-page p50 over the light user's, run back to back.
+    # Per pair of one-connection rounds: the heavy user's first-page p50 over the light user's.
     heavy_to_light: list[float] = field(default_factory=list)
     ceiling_runs: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
@@ -135,20 +135,29 @@ class Throughput:
     ceiling_peak_rss_mb: float = 0.0
 
 
-# Scenarios compared with each other run round by round together (see measure_throughput).
-PAIRED_SCENARIOS = ("heavy", "light")
+# The heavy and the light user's first pages, compared: one connection, so a request's latency is
+# its own cost and no queue's, in short rounds alternating the two, so drift hits both alike.
+PAGE_ROUNDS = 10
+PAGE_ROUND_SECONDS = 2
 
 
-def _groups(scenarios: Sequence[str]) -> list[list[str]]:
-    """The scenarios in the order given, the paired ones in one group (where the first was)."""
-    groups: list[list[str]] = []
-    paired = [s for s in scenarios if s in PAIRED_SCENARIOS]
-    for scenario in scenarios:
-        if scenario not in PAIRED_SCENARIOS:
-            groups.append([scenario])
-        elif scenario == paired[0]:
-            groups.append(paired)
-    return groups
+async def heavy_against_light(script: Path, server: Server) -> list[float]:
+    """The heavy user's first-page p50 over the light user's, one ratio per pair of rounds."""
+    ratios = []
+    for _ in range(PAGE_ROUNDS):
+        heavy = await load.run_wrk(
+            script, server.base_url, "heavy", seconds=PAGE_ROUND_SECONDS, connections=1
+        )
+        light = await load.run_wrk(
+            script, server.base_url, "light", seconds=PAGE_ROUND_SECONDS, connections=1
+        )
+        ratios.append(heavy.p50_ms / light.p50_ms)
+        print(
+            f"  one connection: heavy p50 {heavy.p50_ms:.3f} ms, light p50 {light.p50_ms:.3f} ms:"
+            f" {ratios[-1]:.2f}x",
+            flush=True,
+        )
+    return ratios
 
 
 async def measure_throughput(
@@ -162,9 +171,10 @@ async def measure_throughput(
 ) -> Throughput:
     """Start the three servers and drive every scenario of `args.scenarios` but the ceiling.
 
-    Each scenario runs in rounds, its reference run and its API run back to back in every round
-    (the heavy and the light user's pages alternate the same way), so the machine's drift hits
-    both sides of a comparison alike; each comparison is the median of its rounds' ratios.
+    Each scenario runs in rounds, its reference run and its API run back to back in every round,
+    so the machine's drift hits both sides of a comparison alike; each comparison is the median
+    of its rounds' ratios. Then the heavy and the light user's first pages are compared on one
+    connection (`heavy_against_light`).
     """
     scenarios = [s for s in args.scenarios if s != "ceiling"]
     print(
@@ -182,33 +192,26 @@ async def measure_throughput(
         await api.wait_ready("/readyz", {})
         measured = Throughput()
         first = await drive(args, script, ceiling, "ceiling", postgres)
-        for group in _groups(scenarios):
-            reference_runs: dict[str, list[Driven]] = {scenario: [] for scenario in group}
-            api_runs: dict[str, list[Driven]] = {scenario: [] for scenario in group}
+        for scenario in scenarios:
+            # Back to back in every round, so drift on a shared machine hits both alike.
+            with_reference = not args.no_reference and scenario in REFERENCE_SCENARIOS
+            reference_runs, api_runs = [], []
             for _ in range(args.rounds):
-                for scenario in group:
-                    if not args.no_reference and scenario in REFERENCE_SCENARIOS:
-                        reference_runs[scenario].append(
-                            await drive(args, script, reference, scenario, postgres, "reference")
-                        )
-                    api_runs[scenario].append(await drive(args, script, api, scenario, postgres))
-            for scenario in group:
-                measured.api[scenario] = Figure.best(api_runs[scenario])
-                if reference_runs[scenario]:
-                    measured.reference[scenario] = Figure.best(reference_runs[scenario])
-                    measured.reference_ratios[scenario] = [
-                        ours.result.rps / theirs.result.rps
-                        for ours, theirs in zip(
-                            api_runs[scenario], reference_runs[scenario], strict=True
-                        )
-                        if theirs.result.rps
-                    ]
-            if group == list(PAIRED_SCENARIOS):
-                measured.heavy_to_light = [
-                    heavy.result.p50_ms / light.result.p50_ms
-                    for heavy, light in zip(api_runs["heavy"], api_runs["light"], strict=True)
-                    if light.result.p50_ms
+                if with_reference:
+                    reference_runs.append(
+                        await drive(args, script, reference, scenario, postgres, "reference")
+                    )
+                api_runs.append(await drive(args, script, api, scenario, postgres))
+            measured.api[scenario] = Figure.best(api_runs)
+            if reference_runs:
+                measured.reference[scenario] = Figure.best(reference_runs)
+                measured.reference_ratios[scenario] = [
+                    ours.result.rps / theirs.result.rps
+                    for ours, theirs in zip(api_runs, reference_runs, strict=True)
+                    if theirs.result.rps
                 ]
+        if {"heavy", "light"} <= set(scenarios):
+            measured.heavy_to_light = await heavy_against_light(script, api)
         last = await drive(args, script, ceiling, "ceiling", postgres)
         measured.ceiling_runs = [first.result.rps, last.result.rps]
         measured.api = {"ceiling": Figure.mean([first, last]), **measured.api}
