@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -184,7 +184,14 @@ class TaskPatch(_OptionalFields):
 class TaskToggle(_Body):
     """Toggle body: `{"completed": bool}` sets the value; no body (or `{}`) flips it."""
 
+    # Immutable, so it is its own copy: FastAPI deep-copies a body's default for every request
+    # without one (6.6 µs per toggle for a pydantic model).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
     completed: OptionalCompleted = None
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        return self
 
 
 class Task(BaseModel):
