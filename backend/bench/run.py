@@ -176,10 +176,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=1000, help="light users (default 1000)")
     parser.add_argument("--tasks-per-user", type=int, default=100, help="default 100")
     parser.add_argument("--heavy-tasks", type=int, default=100_000, help="default 100000")
-    parser.add_argument("--duration", type=float, default=5, help="seconds per round")
+    parser.add_argument("--duration", type=float, default=2, help="seconds per round")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of wrk before each round")
     parser.add_argument(
-        "--rounds", type=int, default=5,
+        "--rounds", type=int, default=9,
         help="rounds per scenario and server, reference and API back to back in each; the median"
         " of the rounds' ratios counts",
     )  # fmt: skip

@@ -5,18 +5,6 @@ from __future__ import annotations
 import math
 
 from bench.report import Report
-from bench.throughput import _groups
-
-
-def test_the_heavy_and_light_pages_run_as_one_group_where_the_first_of_them_was() -> None:
-    assert _groups(["list", "heavy", "get", "light", "me"]) == [
-        ["list"],
-        ["heavy", "light"],
-        ["get"],
-        ["me"],
-    ]
-    assert _groups(["light", "get"]) == [["light"], ["get"]]
-    assert _groups(["get"]) == [["get"]]
 
 
 def test_a_comparison_is_the_median_of_its_rounds_ratios() -> None:
