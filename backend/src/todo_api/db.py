@@ -34,8 +34,9 @@ Connections come from psycopg_pool (which opens, checks, replaces, sizes and ret
   request's coroutine runs again, and the queued request suspends once (for its result) instead
   of twice (for a connection, then for its result), each time through the ~30 coroutine frames
   of the ASGI stack; when nobody is queued, the request returns the connection to the pool.
-Under load, most requests then never touch the pool: in-process GET one task 1,053 k -> 923 k
-instructions (callgrind, 32 concurrent requests on 20 connections).
+Under load, most requests then never touch the pool: in-process GET one task 1,053 k -> 907 k
+instructions (callgrind, 32 concurrent requests on 20 connections; README, "What each change
+bought").
 
 With `DB_PREPARED_STATEMENTS` on (no PgBouncer in transaction mode), each statement is PREPAREd
 by SQL on a connection the first time it runs there (in the same string, after the role is
@@ -212,7 +213,8 @@ class Result:
     def column(self, column: int, rows: int | None = None) -> list[bytes | None]:
         """The values of one column, of the first `rows` rows (all by default)."""
         get = self._result.get_value
-        return [get(number, column) for number in range(min(rows or len(self), len(self)))]
+        count = len(self) if rows is None else min(rows, len(self))
+        return [get(number, column) for number in range(count)]
 
     def first(self) -> Row | None:
         return self.row(0) if len(self) else None
